@@ -1,0 +1,1 @@
+"""Tests for the Recovery Coach Home Assistant integration."""
