@@ -1,0 +1,332 @@
+"""The YAML configuration: pydantic models (strict, unknown keys refused) and readable errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import available_timezones
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .models import WEEKDAYS, Experience, Goal, PlanFocus, Profile, Settings
+
+USER_ID = re.compile(r"^[a-z0-9_]{1,32}$")
+
+
+def between(lo: float, hi: float, unit: str = "") -> AfterValidator:
+    def check(v: float) -> float:
+        if not lo <= v <= hi:
+            raise ValueError(f"must be between {lo:g} and {hi:g}{unit}")
+        return v
+
+    return AfterValidator(check)
+
+
+def _clock(v: str) -> str:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", v):
+        raise ValueError('must be a 24-hour clock time like "06:30"')
+    return v
+
+
+def _zone(v: str) -> str:
+    if v not in _zones():
+        raise ValueError("is not a known IANA time zone (for example Europe/Berlin)")
+    return v
+
+
+_ZONES: set[str] = set()
+
+
+def _zones() -> set[str]:
+    if not _ZONES:
+        _ZONES.update(available_timezones())
+    return _ZONES
+
+
+Clock = Annotated[str, AfterValidator(_clock)]
+Zone = Annotated[str, AfterValidator(_zone)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class TlsConfig(Strict):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False  # skip hostname checks; logged as a warning
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: give both or neither")
+        return self
+
+
+class BrokerConfig(Strict):
+    host: str = "localhost"
+    port: Annotated[int, between(1, 65535)] = 1883
+    username: str | None = None
+    password_file: Path | None = None
+    password_env: str = "RECOVERY_COACH_MQTT_PASSWORD"
+    username_env: str = "RECOVERY_COACH_MQTT_USERNAME"
+    protocol: Literal["5", "3.1.1"] = "5"
+    client_id: str | None = None
+    keepalive: Annotated[int, between(5, 3600, " seconds")] = 60
+    session_expiry_hours: Annotated[float, between(0, 24 * 365, " hours")] = 24 * 7
+    tls: TlsConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_password(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError(
+                "a password does not belong in the config file: use password_file, or the "
+                "environment variable named by password_env"
+            )
+        return data
+
+
+class EmbeddedBrokerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, between(1, 65535)] = 1883
+
+
+class SettingsConfig(Strict):
+    """Overrides of our own defaults (RULES.md *default*), globally or per user."""
+
+    cooldown_minutes: Annotated[int, between(1, 60, " minutes")] | None = None
+    winddown_minutes: Annotated[int, between(0, 180, " minutes")] | None = None
+    protein_reminder_delay_minutes: Annotated[int, between(0, 600, " minutes")] | None = None
+    sleep_latency_minutes: Annotated[int, between(0, 120, " minutes")] | None = None
+    few_hours: Annotated[float, between(0.5, 12, " hours")] | None = None
+    same_session_minutes: Annotated[int, between(5, 240, " minutes")] | None = None
+    endurance_separation_hours: Annotated[float, between(6, 48, " hours")] | None = None
+    zone2_target_minutes_week: Annotated[int, between(120, 180, " minutes")] | None = None
+    zone2_check_weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] | None = None
+    severe_soreness_level: Annotated[int, between(1, 10)] | None = None
+    severe_soreness_days: Annotated[int, between(2, 14, " days")] | None = None
+    bedtime_every_day: bool | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.model_dump().items() if v is not None}
+        if "zone2_check_weekday" in out:
+            out["zone2_check_weekday"] = WEEKDAYS.index(out["zone2_check_weekday"])
+        return out
+
+
+class WeekTimes(Strict):
+    mon: Clock = "07:00"
+    tue: Clock = "07:00"
+    wed: Clock = "07:00"
+    thu: Clock = "07:00"
+    fri: Clock = "07:00"
+    sat: Clock = "07:00"
+    sun: Clock = "07:00"
+
+
+class WeeklyPlan(Strict):
+    mon: PlanFocus | None = None
+    tue: PlanFocus | None = None
+    wed: PlanFocus | None = None
+    thu: PlanFocus | None = None
+    fri: PlanFocus | None = None
+    sat: PlanFocus | None = None
+    sun: PlanFocus | None = None
+
+
+class UserConfig(Strict):
+    name: str | None = None
+    timezone: Zone | None = None
+    weight_kg: Annotated[float, between(25, 400)] | None = None
+    goal: Goal = "general"
+    running_experience: Experience = "intermediate"
+    sleep_hours: Annotated[float, between(8, 12, " hours (8 is the minimum)")] = 8
+    wake_time: WeekTimes = Field(default_factory=WeekTimes)
+    protein_g_per_kg: Annotated[float, between(1.2, 2.0, " g/kg")] = 1.6
+    weekly_plan: WeeklyPlan | None = None
+    settings: SettingsConfig = Field(default_factory=SettingsConfig)
+
+    @field_validator("wake_time", mode="before")
+    @classmethod
+    def _one_time_for_every_day(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return dict.fromkeys(WEEKDAYS, _clock(v))
+        return v
+
+
+class Config(Strict):
+    broker: BrokerConfig | None = None
+    embedded_broker: EmbeddedBrokerConfig = Field(default_factory=EmbeddedBrokerConfig)
+    base_topic: Annotated[str, Field(min_length=1, pattern=r"^[^#+\x00]+$")] = "recovery_coach"
+    store: str = "sqlite:///recovery_coach.db"
+    timezone: Zone = "UTC"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    defaults: SettingsConfig = Field(default_factory=SettingsConfig)
+    users: dict[str, UserConfig] = Field(default_factory=dict)
+
+    def profiles(self) -> dict[str, Profile]:
+        return {uid: profile_from(uid, u, self) for uid, u in self.users.items()}
+
+
+def profile_from(user_id: str, u: UserConfig, cfg: Config) -> Profile:
+    settings = Settings(**{**cfg.defaults.overrides(), **u.settings.overrides()})
+    wake = tuple(_parse_clock(getattr(u.wake_time, d)) for d in WEEKDAYS)
+    plan: tuple[tuple[int, PlanFocus], ...] = ()
+    if u.weekly_plan is not None:
+        plan = tuple(
+            (i, f) for i, d in enumerate(WEEKDAYS) if (f := getattr(u.weekly_plan, d)) is not None
+        )
+    return Profile(
+        user_id=user_id,
+        name=u.name or user_id,
+        timezone=u.timezone or cfg.timezone,
+        weight_kg=u.weight_kg,
+        goal=u.goal,
+        running_experience=u.running_experience,
+        sleep_hours=u.sleep_hours,
+        wake_times=wake,
+        protein_g_per_kg=u.protein_g_per_kg,
+        weekly_plan=plan,
+        settings=settings,
+    )
+
+
+def _parse_clock(v: str) -> time:
+    h, m = v.split(":")
+    return time(int(h), int(m))
+
+
+# ------------------------------------------------------------------ errors people read
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}" if self.path else self.reason
+
+
+_TYPE_WORDS = {
+    "string_type": "must be text",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "dict_type": "must be a mapping of keys to values",
+    "model_type": "must be a mapping of keys to values",
+    "model_attributes_type": "must be a mapping of keys to values",
+    "missing": "is required",
+    "extra_forbidden": "is not a known key (check the spelling; see config/example.yaml)",
+}
+
+
+def _reason(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    if kind in _TYPE_WORDS:
+        return _TYPE_WORDS[kind]
+    if kind == "literal_error":
+        allowed = err.get("ctx", {}).get("expected", "")
+        return f"must be one of {allowed.replace(chr(39), '')}"
+    if kind == "string_pattern_mismatch":
+        return "must not contain MQTT wildcards (# or +)"
+    if kind == "string_too_short":
+        return "must not be empty"
+    msg = str(err["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    return msg[:1].lower() + msg[1:]
+
+
+def _path(loc: Iterable[Any]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def problems_of(exc: ValidationError) -> list[Problem]:
+    """One problem per path, each with a reason a person understands."""
+    seen: dict[str, Problem] = {}
+    for err in exc.errors():
+        path = _path(err["loc"])
+        seen.setdefault(path, Problem(path, _reason(dict(err))))
+    return list(seen.values())
+
+
+class ConfigError(Exception):
+    """The config could not be read or is invalid; `problems` says where and why."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def _user_id_problems(data: dict[str, Any]) -> list[Problem]:
+    users = data.get("users")
+    if not isinstance(users, dict):
+        return []
+    return [
+        Problem(
+            f"users.{k}",
+            "a user id must be 1 to 32 characters of a-z, 0-9 and _ (it is part of every topic)",
+        )
+        for k in users
+        if not (isinstance(k, str) and USER_ID.fullmatch(k))
+    ]
+
+
+def parse_config(data: Any) -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([Problem("", "the file must hold a YAML mapping (key: value lines)")])
+    problems = _user_id_problems(data)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(problems + problems_of(exc)) from None
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a config file; raises ConfigError with every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem("", f"cannot read {path}: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"
+        raise ConfigError([Problem("", reason)]) from None
+    return parse_config(data)
+
+
+def summary(cfg: Config) -> str:
+    broker = (
+        f"{cfg.broker.host}:{cfg.broker.port}"
+        if cfg.broker
+        else (f"embedded broker on {cfg.embedded_broker.host}:{cfg.embedded_broker.port}")
+    )
+    return (
+        f"config OK: {len(cfg.users)} user(s) ({', '.join(sorted(cfg.users)) or 'none'}), "
+        f"base topic '{cfg.base_topic}', {broker}, store {cfg.store.split(':', 1)[0]}"
+    )

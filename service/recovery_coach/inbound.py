@@ -1,0 +1,327 @@
+"""The inbound edge: MQTT topic + raw body -> a domain event, or a refusal a person can read.
+
+Nothing refused here ever reaches the rules. Unknown payload fields are ignored (CONTRACT.md);
+missing or out-of-range ones, naive timestamps, unknown users, a payload `user` that differs
+from the topic's, non-JSON and oversized bodies each give one refusal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from .models import (
+    CardioPlanned,
+    Event,
+    GymCheckin,
+    GymCheckout,
+    NudgeAcked,
+    NudgeSnoozed,
+    PlannedCardio,
+    ProteinLogged,
+    SorenessReported,
+    Workout,
+    WorkoutCompleted,
+)
+
+MAX_BODY = 64 * 1024
+FUTURE_SLACK = timedelta(minutes=10)  # clocks of watches and phones drift a little
+MAX_AGE = timedelta(days=14)
+
+EVENT_TOPICS = (
+    "workout/completed",
+    "gym/checkin",
+    "gym/checkout",
+    "cardio/planned",
+    "protein/logged",
+    "soreness",
+)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    user: str
+    topic: str
+    event: Event
+
+
+@dataclass(frozen=True)
+class Refused:
+    """One error object, as published on `<base>/<user>/error` (user None: no valid user)."""
+
+    user: str | None
+    topic: str
+    reason: str
+    event_id: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        return {"topic": self.topic, "reason": self.reason, "event_id": self.event_id}
+
+
+# ------------------------------------------------------------------ payload models
+
+EventId = Annotated[str, Field(min_length=1, max_length=128)]
+Rpe = Annotated[float, Field(ge=0, le=10)]
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    user: str | None = None
+
+
+class NextCardioIn(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    planned_at: AwareDatetime
+    kind: Annotated[str, Field(min_length=1, max_length=40)]
+    rpe: Rpe | None = None
+    key_session: bool = False
+
+
+class WorkoutIn(Payload):
+    event_id: EventId
+    ended_at: AwareDatetime
+    kind: Literal["strength", "cardio", "mixed", "class", "sport"]
+    focus: Literal["legs", "lower", "upper", "push", "pull", "full", "core"] | None = None
+    muscle_groups: Annotated[list[Annotated[str, Field(max_length=40)]], Field(max_length=30)] = []
+    rpe: Rpe | None = None
+    duration_min: Annotated[float, Field(gt=0, le=1440)] | None = None
+    zone: Annotated[int, Field(ge=1, le=5)] | None = None
+    next_cardio: NextCardioIn | None = None
+
+
+class GymIn(Payload):
+    at: AwareDatetime
+    event_id: EventId | None = None
+
+
+class CardioPlannedIn(NextCardioIn):
+    user: str | None = None
+    event_id: EventId | None = None
+
+
+class ProteinIn(Payload):
+    grams: Annotated[float, Field(gt=0, le=500)]
+    at: AwareDatetime | None = None
+    event_id: EventId | None = None
+
+
+class SorenessIn(Payload):
+    level: Annotated[int, Field(ge=0, le=10)]
+    at: AwareDatetime | None = None
+    event_id: EventId | None = None
+
+
+class AckIn(Payload):
+    event_id: EventId | None = None
+
+
+class SnoozeIn(Payload):
+    minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 15
+    event_id: EventId | None = None
+
+
+# ------------------------------------------------------------------ readable reasons
+
+
+def _field_reason(err: Any) -> str:
+    where = ".".join(str(p) for p in err["loc"]) or "the message"
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "missing":
+        return f"{where} is required"
+    if kind == "timezone_aware":
+        return f"{where} must include a time-zone offset, e.g. 2026-03-01T18:30:00+01:00"
+    if kind in ("datetime_parsing", "datetime_type", "datetime_from_date_parsing"):
+        return f"{where} must be an ISO 8601 time with an offset, e.g. 2026-03-01T18:30:00+01:00"
+    if kind == "literal_error":
+        return f"{where} must be one of {str(ctx.get('expected', '')).replace(chr(39), '')}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = ctx.get("ge", ctx.get("gt", ctx.get("le", ctx.get("lt"))))
+        words = {
+            "greater_than_equal": "at least",
+            "greater_than": "above",
+            "less_than_equal": "at most",
+            "less_than": "below",
+        }
+        return f"{where} must be {words[kind]} {bound}"
+    if kind in ("too_long", "string_too_long"):
+        return f"{where} is too long"
+    if kind in ("too_short", "string_too_short"):
+        return f"{where} must not be empty"
+    if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
+        return f"{where} must be a {'whole ' if kind.startswith('int') else ''}number"
+    if kind in ("string_type",):
+        return f"{where} must be text"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"{where} must be true or false"
+    if kind in ("list_type",):
+        return f"{where} must be a list"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"{where} must be a JSON object"
+    return f"{where}: {err['msg']}"
+
+
+def _reasons(exc: ValidationError) -> str:
+    return "; ".join(dict.fromkeys(_field_reason(e) for e in exc.errors()))
+
+
+# ------------------------------------------------------------------ parsing
+
+
+def derived_event_id(topic: str, body: bytes, received_at: datetime | None) -> str:
+    """An id for a message that carries none, stable across redeliveries of the same bytes.
+
+    Messages with their own timestamp are identified by content; without one, the receipt
+    time is part of the id, so two identical logs at different times both count.
+    """
+    h = hashlib.sha256(topic.encode() + b"\n" + body)
+    if received_at is not None:
+        h.update(received_at.isoformat().encode())
+    return f"auto-{h.hexdigest()[:20]}"
+
+
+def split_topic(base: str, topic: str) -> tuple[str, str] | None:
+    """(user, rest) for `<base>/<user>/<rest>`, or None when the topic is not ours."""
+    prefix = base + "/"
+    if not topic.startswith(prefix):
+        return None
+    user, _, rest = topic[len(prefix) :].partition("/")
+    if not user or not rest:
+        return None
+    return user, rest
+
+
+def parse(
+    topic: str,
+    body: bytes | str,
+    *,
+    base: str,
+    users: Collection[str],
+    received_at: datetime,
+) -> Accepted | Refused:
+    """Validate one inbound message; never raises for any body."""
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
+    parts = split_topic(base, topic)
+    if parts is None:
+        return Refused(None, topic, f"the topic is not of the form {base}/<user>/<message>")
+    user, rest = parts
+    refuse_user: str | None = user
+    if user not in users:
+        return Refused(refuse_user, topic, f"'{user[:40]}' is not a configured user")
+    kind = rest if rest in EVENT_TOPICS else _nudge_command(rest)
+    if kind is None:
+        return Refused(user, topic, f"'{rest[:80]}' is not a message this service understands")
+    if len(raw) > MAX_BODY:
+        return Refused(
+            user, topic, f"the message is {len(raw)} bytes; the limit is {MAX_BODY} (64 KiB)"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return Refused(user, topic, "the message is not UTF-8 text")
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except (json.JSONDecodeError, RecursionError) as exc:
+        where = (
+            f" (line {exc.lineno}, column {exc.colno})"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
+        return Refused(user, topic, f"the message is not valid JSON{where}")
+    if not isinstance(data, dict):
+        return Refused(user, topic, 'the message must be a JSON object, like {"event_id": ...}')
+    given_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
+    event_id = given_id[:128] if given_id else None
+    try:
+        event = _build(kind, rest, topic, raw, data, received_at)
+    except ValidationError as exc:
+        return Refused(user, topic, _reasons(exc), event_id)
+    except ValueError as exc:
+        return Refused(user, topic, str(exc), event_id)
+    payload_user = data.get("user")
+    if payload_user is not None and payload_user != user:
+        return Refused(
+            user,
+            topic,
+            f"the payload names user '{str(payload_user)[:40]}' but was sent on {user}'s topic",
+            event_id,
+        )
+    return Accepted(user, topic, event)
+
+
+def _nudge_command(rest: str) -> str | None:
+    parts = rest.split("/")
+    if len(parts) == 3 and parts[0] == "nudge" and parts[1] and parts[2] in ("ack", "snooze"):
+        return f"nudge/{parts[2]}"
+    return None
+
+
+def _check_time(name: str, at: datetime, received_at: datetime) -> None:
+    if at > received_at + FUTURE_SLACK:
+        raise ValueError(f"{name} is in the future ({at.isoformat()})")
+    if at < received_at - MAX_AGE:
+        raise ValueError(f"{name} is more than 14 days old ({at.isoformat()})")
+
+
+def _build(
+    kind: str, rest: str, topic: str, raw: bytes, data: dict[str, Any], received_at: datetime
+) -> Event:
+    if kind == "workout/completed":
+        w = WorkoutIn.model_validate(data)
+        _check_time("ended_at", w.ended_at, received_at)
+        nc = w.next_cardio
+        return WorkoutCompleted(
+            Workout(
+                event_id=w.event_id,
+                ended_at=w.ended_at,
+                kind=w.kind,
+                focus=w.focus,
+                muscle_groups=tuple(w.muscle_groups),
+                rpe=w.rpe,
+                duration_min=w.duration_min,
+                zone=w.zone,
+                next_cardio=None
+                if nc is None
+                else PlannedCardio(nc.planned_at, nc.kind, nc.rpe, nc.key_session),
+            )
+        )
+    if kind in ("gym/checkin", "gym/checkout"):
+        g = GymIn.model_validate(data)
+        _check_time("at", g.at, received_at)
+        eid = g.event_id or derived_event_id(topic, raw, None)
+        return GymCheckin(eid, g.at) if kind == "gym/checkin" else GymCheckout(eid, g.at)
+    if kind == "cardio/planned":
+        c = CardioPlannedIn.model_validate(data)
+        if c.planned_at < received_at - MAX_AGE:
+            raise ValueError("planned_at is more than 14 days in the past")
+        eid = c.event_id or derived_event_id(topic, raw, None)
+        return CardioPlanned(
+            eid, received_at, PlannedCardio(c.planned_at, c.kind, c.rpe, c.key_session)
+        )
+    if kind == "protein/logged":
+        p = ProteinIn.model_validate(data)
+        at = p.at or received_at
+        _check_time("at", at, received_at)
+        eid = p.event_id or derived_event_id(topic, raw, None if p.at else received_at)
+        return ProteinLogged(eid, at, p.grams)
+    if kind == "soreness":
+        s = SorenessIn.model_validate(data)
+        at = s.at or received_at
+        _check_time("at", at, received_at)
+        eid = s.event_id or derived_event_id(topic, raw, None if s.at else received_at)
+        return SorenessReported(eid, at, s.level)
+    nudge_id = rest.split("/")[1]
+    if kind == "nudge/ack":
+        a = AckIn.model_validate(data)
+        return NudgeAcked(
+            a.event_id or derived_event_id(topic, raw, received_at), received_at, nudge_id
+        )
+    z = SnoozeIn.model_validate(data)
+    eid = z.event_id or derived_event_id(topic, raw, received_at)
+    return NudgeSnoozed(eid, received_at, nudge_id, z.minutes)

@@ -1,0 +1,103 @@
+"""The service layer: raw message -> refusal, duplicate, or a decision saved in a repository.
+
+Both shells use it: `simulate` with an in-memory repository and a virtual clock, the live
+service with the SQL store (one transaction per batch of messages). Dedupe lives here, so
+a redelivered event adds no nudge in either.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from . import coach
+from .inbound import Accepted, Refused, parse
+from .models import DayStarted, Decision, Nudge, Profile, UserState
+
+log = logging.getLogger(__name__)
+
+
+class Repository(Protocol):
+    """What the handler needs from storage; writes are staged until the shell commits."""
+
+    def load(self, user: str) -> UserState: ...
+
+    def seen(self, user: str, event_id: str) -> bool: ...
+
+    def published(self, nudge_ids: Sequence[str]) -> set[str]: ...
+
+    def save(
+        self,
+        user: str,
+        event_id: str | None,
+        state: UserState,
+        schedule: Sequence[Nudge],
+        cancel: Sequence[str],
+    ) -> None: ...
+
+
+@dataclass
+class Outcome:
+    """What happened to one message, for the shell to publish and log."""
+
+    user: str | None = None
+    event_id: str | None = None
+    refused: Refused | None = None
+    duplicate: bool = False
+    scheduled: list[Nudge] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    state: UserState | None = None
+
+
+class MessageHandler:
+    """Turns inbound messages and daily ticks into saved decisions."""
+
+    def __init__(self, base: str, profiles: Mapping[str, Profile], repo: Repository) -> None:
+        self.base = base
+        self.profiles = dict(profiles)
+        self.repo = repo
+
+    def handle(self, topic: str, body: bytes | str, received_at: datetime) -> Outcome:
+        parsed = parse(topic, body, base=self.base, users=self.profiles, received_at=received_at)
+        if isinstance(parsed, Refused):
+            return Outcome(user=parsed.user, event_id=parsed.event_id, refused=parsed)
+        return self._apply(parsed, received_at)
+
+    def day_started(self, user: str, now: datetime) -> Outcome:
+        profile = self.profiles[user]
+        event = DayStarted(coach.day_event_id(profile, now), now)
+        return self._apply(Accepted(user, f"{self.base}/{user}/day", event), now)
+
+    def _apply(self, msg: Accepted, now: datetime) -> Outcome:
+        user, event = msg.user, msg.event
+        out = Outcome(user=user, event_id=event.event_id)
+        if self.repo.seen(user, event.event_id):
+            out.duplicate = True
+            return out
+        state = self.repo.load(user)
+        try:
+            decision = coach.decide(event, self.profiles[user], state, now)
+        except coach.RefusalError as exc:
+            out.refused = Refused(user, msg.topic, str(exc), event.event_id)
+            return out
+        nudges = self._unpublished(decision)
+        for nudge_id, why in decision.dropped:
+            log.debug("nudge %s for %s %s", nudge_id, user, why)
+        self.repo.save(user, event.event_id, decision.state, nudges, decision.cancel)
+        out.scheduled = list(nudges)
+        out.cancelled = list(decision.cancel)
+        out.state = decision.state
+        return out
+
+    def _unpublished(self, decision: Decision) -> list[Nudge]:
+        """A nudge id that already went out never goes out again (stable ids make it safe)."""
+        ids = [n.nudge_id for n in decision.nudges]
+        done = self.repo.published(ids) if ids else set()
+        return [n for n in decision.nudges if n.nudge_id not in done]
+
+    def nudge_published(self, user: str, nudge: Nudge) -> UserState:
+        """Record that a nudge went out; returns the new state to save."""
+        return coach.published(self.repo.load(user), nudge)

@@ -1,0 +1,352 @@
+"""The domain: events, the user's profile and remembered state, nudges and decisions.
+
+Plain frozen dataclasses with no I/O, so the rules stay pure and the same objects serve the
+live service and `simulate`. Pydantic lives only at the edges (config.py, inbound.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+WorkoutKind = Literal["strength", "cardio", "mixed", "class", "sport"]
+Focus = Literal["legs", "lower", "upper", "push", "pull", "full", "core"]
+PlanFocus = Literal["legs", "lower", "upper", "push", "pull", "full", "core", "cardio", "rest"]
+Goal = Literal["hypertrophy", "strength", "endurance", "power", "hybrid", "general"]
+Experience = Literal["beginner", "intermediate", "advanced"]
+NudgeKind = Literal[
+    "cooldown_start",
+    "cooldown_done",
+    "cardio_advice",
+    "cardio_warning",
+    "protein",
+    "bedtime_winddown",
+    "bedtime",
+    "zone2_progress",
+    "recovery_advice",
+]
+RuleId = Literal["R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R10", "R11", "R12", "R13"]
+
+NUDGE_KINDS: tuple[NudgeKind, ...] = (
+    "cooldown_start",
+    "cooldown_done",
+    "cardio_advice",
+    "cardio_warning",
+    "protein",
+    "bedtime_winddown",
+    "bedtime",
+    "zone2_progress",
+    "recovery_advice",
+)
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+LEG_FOCI = frozenset({"legs", "lower", "full"})
+LEG_MUSCLES = frozenset({"quads", "hamstrings", "glutes", "calves", "adductors", "hip_flexors"})
+STRENGTH_KINDS = frozenset({"strength", "mixed"})
+
+
+# ---------------------------------------------------------------- profile
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Our own defaults from RULES.md (marked *default* there); every one is per-user."""
+
+    cooldown_minutes: int = 5
+    winddown_minutes: int = 30
+    protein_reminder_delay_minutes: int = 60
+    sleep_latency_minutes: int = 15
+    few_hours: float = 3.0
+    same_session_minutes: int = 60
+    endurance_separation_hours: float = 6.0
+    moderate_rpe_max: float = 6.0
+    zone2_rpe_min: float = 3.0
+    zone2_target_minutes_week: int = 120
+    zone2_check_weekday: int = 3  # Thursday: early enough to catch up by Sunday
+    severe_soreness_level: int = 8
+    severe_soreness_days: int = 2
+    bedtime_every_day: bool = True
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Who the user is, from the config file."""
+
+    user_id: str
+    name: str
+    timezone: str
+    weight_kg: float | None = None
+    goal: Goal = "general"
+    running_experience: Experience = "intermediate"
+    sleep_hours: float = 8.0
+    wake_times: tuple[time, ...] = (time(7, 0),) * 7  # Monday first
+    protein_g_per_kg: float = 1.6
+    weekly_plan: tuple[tuple[int, PlanFocus], ...] = ()  # (weekday 0=Mon, focus)
+    settings: Settings = field(default_factory=Settings)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def plan_for(self, weekday: int) -> PlanFocus | None:
+        return dict(self.weekly_plan).get(weekday)
+
+    def protein_target_g(self) -> int | None:
+        if self.weight_kg is None:
+            return None
+        return round(self.weight_kg * self.protein_g_per_kg)
+
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class PlannedCardio:
+    """A cardio session the user intends to do."""
+
+    planned_at: datetime
+    kind: str
+    rpe: float | None = None
+    key_session: bool = False
+
+    @property
+    def hard(self) -> bool:
+        return self.rpe is not None and self.rpe > 6
+
+
+@dataclass(frozen=True)
+class Workout:
+    """A completed workout (from a watch, an automation, or a gym visit with no workout)."""
+
+    event_id: str
+    ended_at: datetime
+    kind: WorkoutKind
+    focus: Focus | None = None
+    muscle_groups: tuple[str, ...] = ()
+    rpe: float | None = None
+    duration_min: float | None = None
+    zone: int | None = None
+    next_cardio: PlannedCardio | None = None
+    from_gym_visit: bool = False
+
+    @property
+    def leg_day(self) -> bool:
+        """RULES.md: a strength or mixed session on legs/lower/full, or with a leg muscle."""
+        if self.kind not in STRENGTH_KINDS:
+            return False
+        if self.focus in LEG_FOCI:
+            return True
+        return any(m.lower().replace(" ", "_") in LEG_MUSCLES for m in self.muscle_groups)
+
+    @property
+    def strength(self) -> bool:
+        return self.kind in STRENGTH_KINDS
+
+    @property
+    def cardio(self) -> bool:
+        return self.kind == "cardio"
+
+
+@dataclass(frozen=True)
+class WorkoutCompleted:
+    workout: Workout
+
+    @property
+    def event_id(self) -> str:
+        return self.workout.event_id
+
+    @property
+    def at(self) -> datetime:
+        return self.workout.ended_at
+
+
+@dataclass(frozen=True)
+class GymCheckin:
+    event_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class GymCheckout:
+    event_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CardioPlanned:
+    event_id: str
+    at: datetime
+    planned: PlannedCardio
+
+
+@dataclass(frozen=True)
+class ProteinLogged:
+    event_id: str
+    at: datetime
+    grams: float
+
+
+@dataclass(frozen=True)
+class SorenessReported:
+    event_id: str
+    at: datetime
+    level: int
+
+
+@dataclass(frozen=True)
+class NudgeAcked:
+    event_id: str
+    at: datetime
+    nudge_id: str  # "last" means the user's most recent nudge
+
+
+@dataclass(frozen=True)
+class NudgeSnoozed:
+    event_id: str
+    at: datetime
+    nudge_id: str
+    minutes: int
+
+
+@dataclass(frozen=True)
+class DayStarted:
+    """Internal: the user's day begins (at wake time); plans tonight's bedtime and weekly checks."""
+
+    event_id: str
+    at: datetime
+
+
+Event = (
+    WorkoutCompleted
+    | GymCheckin
+    | GymCheckout
+    | CardioPlanned
+    | ProteinLogged
+    | SorenessReported
+    | NudgeAcked
+    | NudgeSnoozed
+    | DayStarted
+)
+
+
+# ---------------------------------------------------------------- nudges
+
+
+def nudge_id_for(user: str, source_event_id: str, rule: str, kind: str) -> str:
+    """Stable id: the same (user, source event, rule, kind) always gives the same id."""
+    digest = hashlib.sha256(f"{user}\x1f{source_event_id}\x1f{rule}\x1f{kind}".encode()).hexdigest()
+    return f"{kind}-{digest[:16]}"
+
+
+@dataclass(frozen=True)
+class Nudge:
+    """One message for the user, with its rule and evidence."""
+
+    nudge_id: str
+    user: str
+    rule: RuleId
+    kind: NudgeKind
+    title: str
+    message: str
+    speech: str
+    due_at: datetime
+    expires_at: datetime | None
+    source_event_id: str
+    evidence: tuple[str, ...]
+    data: tuple[tuple[str, Any], ...] = ()
+
+    def data_dict(self) -> dict[str, Any]:
+        return dict(self.data)
+
+    def payload(self, tz: ZoneInfo) -> dict[str, Any]:
+        """The contract's JSON object, times in the user's zone."""
+        data = {
+            k: (v.astimezone(tz).isoformat() if isinstance(v, datetime) else v)
+            for k, v in self.data
+        }
+        return {
+            "nudge_id": self.nudge_id,
+            "user": self.user,
+            "rule": self.rule,
+            "kind": self.kind,
+            "title": self.title,
+            "message": self.message,
+            "speech": self.speech,
+            "due_at": self.due_at.astimezone(tz).isoformat(),
+            "expires_at": self.expires_at.astimezone(tz).isoformat() if self.expires_at else None,
+            "source_event_id": self.source_event_id,
+            "evidence": list(self.evidence),
+            "data": data,
+        }
+
+
+# ---------------------------------------------------------------- remembered state
+
+
+@dataclass(frozen=True)
+class OpenVisit:
+    """A gym check-in not yet checked out."""
+
+    event_id: str
+    at: datetime
+    workout_seen: bool = False
+
+
+@dataclass(frozen=True)
+class SynthesizedVisit:
+    """A checkout that became a workout; a real workout for the visit may still replace it."""
+
+    workout_event_id: str
+    started_at: datetime
+    ended_at: datetime
+    nudge_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NudgeSummary:
+    """What the state topic shows of the last published nudge, and what ack/snooze act on."""
+
+    nudge_id: str
+    kind: NudgeKind
+    rule: RuleId
+    title: str
+    message: str
+    speech: str
+    due_at: datetime
+    source_event_id: str
+    evidence: tuple[str, ...] = ()
+    acknowledged: bool = False
+
+
+@dataclass(frozen=True)
+class UserState:
+    """What the service remembers of one user; replaced whole by each decision."""
+
+    workouts: tuple[Workout, ...] = ()  # last 14 days, oldest first
+    planned_cardio: tuple[PlannedCardio, ...] = ()
+    protein_day: date | None = None
+    protein_logged_g: float = 0.0
+    protein_nudge_day: date | None = None
+    pending_protein: tuple[str, datetime, str] | None = None  # (nudge_id, due_at, source event)
+    soreness: tuple[tuple[date, int], ...] = ()  # (local date, max level that day), last 14 days
+    soreness_advice_day: date | None = None
+    overreach_day: date | None = None
+    zone2_week: tuple[int, int] | None = None  # ISO (year, week) in the user's zone
+    zone2_minutes: float = 0.0
+    zone2_nudge_week: tuple[int, int] | None = None
+    open_visit: OpenVisit | None = None
+    synthesized_visit: SynthesizedVisit | None = None
+    cooldown_ends_at: datetime | None = None
+    recent_nudges: tuple[NudgeSummary, ...] = ()  # published, newest last
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the core decided for one event: nudges to schedule, nudges to cancel, new state."""
+
+    state: UserState
+    nudges: tuple[Nudge, ...] = ()
+    cancel: tuple[str, ...] = ()
+    dropped: tuple[tuple[str, str], ...] = ()  # (nudge_id, why) for the log
