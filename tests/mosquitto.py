@@ -38,7 +38,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +65,9 @@ MOSQUITTO_PASSWD = os.environ.get(
 HOST = "127.0.0.1"
 ACCESS_KINDS = ("read", "write", "readwrite", "deny")
 
-# Every broker this process started and has not closed, so atexit can reap them.
-_LIVE: weakref.WeakSet[MosquittoBroker] = weakref.WeakSet()
+# Every broker this process created and has not closed, so atexit can reap them
+# (strong references: a forgotten broker object must not leave its process behind).
+_LIVE: set[MosquittoBroker] = set()
 _LIVE_LOCK = threading.Lock()
 
 
@@ -506,7 +506,8 @@ class MosquittoBroker:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.directory,
-                start_new_session=True,  # a Ctrl-C in the terminal is for pytest only
+                # Same process group as pytest: a CI job killed as a group, or a
+                # Ctrl-C, takes the brokers along even when atexit cannot run.
             )
         ports = [self.port] + ([self.tls_port] if self.tls_port is not None else [])
         deadline = time.monotonic() + self.start_timeout
