@@ -9,6 +9,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from homeassistant.core import HomeAssistant
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.typing import (
+    MqttMockHAClient,
+    MqttMockHAClientGenerator,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,3 +100,36 @@ def nudge(**overrides: Any) -> dict[str, Any]:
     }
     payload.update(overrides)
     return payload
+
+
+BASE = "recovery_coach"
+
+
+@pytest.fixture
+def entry_options() -> dict[str, Any]:
+    """Options of the test entry: alex followed with one phone."""
+    return {"users": {"alex": {"phones": ["mobile_app_pixel"]}}}
+
+
+@pytest.fixture
+async def mqtt_mock(mqtt_mock_entry: MqttMockHAClientGenerator) -> MqttMockHAClient:
+    """HA's MQTT integration, set up against a mocked broker client."""
+    return await mqtt_mock_entry()
+
+
+@pytest.fixture
+async def loaded_entry(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, entry_options: dict[str, Any]
+) -> MockConfigEntry:
+    """A loaded Recovery Coach entry on the default base topic."""
+    entry = MockConfigEntry(
+        domain="recovery_coach",
+        title="Recovery Coach (recovery_coach)",
+        unique_id=BASE,
+        data={"base_topic": BASE},
+        options=entry_options,
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry

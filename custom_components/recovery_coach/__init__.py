@@ -1,0 +1,76 @@
+"""Recovery Coach: workout-recovery nudges from the Recovery Coach MQTT service.
+
+The service publishes its own entities through MQTT discovery; this integration adds
+what discovery cannot: phone notifications with actions, spoken nudges, voice answers,
+actions (services) that log workouts, and gym check-in by zone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.components import mqtt
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.exceptions import ConfigEntryNotReady
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers.typing import ConfigType
+
+from .announcements import async_announce
+from .const import CONF_ANNOUNCE_ENTITY, CONF_PHONES, CONF_TTS_ENGINE, DOMAIN
+from .gym_zone import async_track_gym_zones
+from .hub import RecoveryCoachConfigEntry, RecoveryCoachHub, RecoveryCoachRuntimeData
+from .phone_notifications import async_listen_for_actions, async_notify_phones
+from .services import async_setup_services
+from .voice import async_setup_voice
+
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the actions and voice intents, which serve every entry."""
+    async_setup_services(hass)
+    async_setup_voice(hass)
+    return True
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: RecoveryCoachConfigEntry) -> bool:
+    """Follow the service on the entry's base topic."""
+    if not await mqtt.async_wait_for_mqtt_client(hass):
+        raise ConfigEntryNotReady(translation_domain=DOMAIN, translation_key="mqtt_not_available")
+    hub = RecoveryCoachHub(hass, entry)
+    await hub.async_start()
+    runtime = RecoveryCoachRuntimeData(hub=hub, unsubscribers=[hub.async_stop])
+    entry.runtime_data = runtime
+
+    @callback
+    def on_nudge(user_id: str, nudge: dict[str, Any]) -> None:
+        settings = hub.user_settings.get(user_id, {})
+        if phones := settings.get(CONF_PHONES):
+            entry.async_create_background_task(
+                hass,
+                async_notify_phones(hass, list(phones), user_id, nudge),
+                f"{DOMAIN} notify {user_id}",
+            )
+        speech = nudge.get("speech")
+        if (target := settings.get(CONF_ANNOUNCE_ENTITY)) and isinstance(speech, str):
+            entry.async_create_background_task(
+                hass,
+                async_announce(hass, target, speech, entry.options.get(CONF_TTS_ENGINE)),
+                f"{DOMAIN} announce {user_id}",
+            )
+
+    runtime.unsubscribers.extend(
+        [
+            hub.async_add_nudge_listener(on_nudge),
+            async_listen_for_actions(hass, hub),
+            async_track_gym_zones(hass, hub),
+        ]
+    )
+    return True
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: RecoveryCoachConfigEntry) -> bool:
+    """Stop following the service; nothing else was set up."""
+    while entry.runtime_data.unsubscribers:
+        entry.runtime_data.unsubscribers.pop()()
+    return True

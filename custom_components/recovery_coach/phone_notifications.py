@@ -1,0 +1,117 @@
+"""Nudges as phone notifications, and the phones' Done/Snooze buttons back to MQTT."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.util import dt as dt_util
+
+from .const import (
+    ACTION_DONE,
+    ACTION_SEPARATOR,
+    ACTION_SNOOZE,
+    COOLDOWN_KINDS,
+    DOMAIN,
+    LOGGER,
+    SNOOZE_MINUTES,
+)
+from .hub import RecoveryCoachHub
+from .payloads import snooze
+from .topics import is_valid_topic_level, is_valid_user_id, nudge_action_topic
+
+MOBILE_APP_ACTION_EVENT = "mobile_app_notification_action"
+NOTIFY_DOMAIN = "notify"
+
+
+def action_id(action: str, user_id: str, nudge_id: str) -> str:
+    """Encode a notification action: `RC_DONE|alex|<nudge_id>`."""
+    return ACTION_SEPARATOR.join((action, user_id, nudge_id))
+
+
+def parse_action_id(value: str) -> tuple[str, str, str] | None:
+    """Decode an action id into (action, user id, nudge id), or None if it is not ours."""
+    parts = value.split(ACTION_SEPARATOR, 2)
+    if len(parts) != 3:
+        return None
+    action, user_id, nudge_id = parts
+    if action not in (ACTION_DONE, ACTION_SNOOZE):
+        return None
+    if not is_valid_user_id(user_id) or not is_valid_topic_level(nudge_id):
+        return None
+    return action, user_id, nudge_id
+
+
+def _epoch_seconds(value: Any) -> int | None:
+    if not isinstance(value, str) or (moment := dt_util.parse_datetime(value)) is None:
+        return None
+    return int(moment.timestamp())
+
+
+def notification_service_data(
+    user_id: str, nudge: dict[str, Any], now: datetime | None = None
+) -> dict[str, Any]:
+    """Build the `notify.mobile_app_*` call for one nudge."""
+    kind = str(nudge.get("kind", "nudge"))
+    nudge_id = str(nudge["nudge_id"])
+    data: dict[str, Any] = {
+        # Same tag: a newer nudge of the same kind replaces the older one on the phone.
+        "tag": f"{DOMAIN}_{user_id}_{kind}",
+        "group": f"{DOMAIN}_{user_id}",
+        "actions": [
+            {"action": action_id(ACTION_DONE, user_id, nudge_id), "title": "Done"},
+            {
+                "action": action_id(ACTION_SNOOZE, user_id, nudge_id),
+                "title": f"Snooze {SNOOZE_MINUTES} min",
+            },
+        ],
+    }
+    nudge_data = nudge.get("data")
+    if kind in COOLDOWN_KINDS and isinstance(nudge_data, dict):
+        ends = _epoch_seconds(nudge_data.get("cooldown_ends_at"))
+        if ends is not None:
+            # Android shows a live countdown to the end of the cooldown.
+            data.update({"chronometer": True, "when": ends, "when_relative": False})
+    expires = _epoch_seconds(nudge.get("expires_at"))
+    if expires is not None:
+        remaining = expires - int((now or dt_util.utcnow()).timestamp())
+        if remaining > 0:
+            # Android removes the notification once the advice is stale.
+            data["timeout"] = remaining
+    return {"title": nudge["title"], "message": nudge["message"], "data": data}
+
+
+async def async_notify_phones(
+    hass: HomeAssistant, phones: list[str], user_id: str, nudge: dict[str, Any]
+) -> None:
+    """Send one nudge to each of the user's phones; a missing phone is logged, not raised."""
+    service_data = notification_service_data(user_id, nudge)
+    for phone in phones:
+        try:
+            await hass.services.async_call(NOTIFY_DOMAIN, phone, service_data, blocking=True)
+        except HomeAssistantError as err:
+            LOGGER.warning("Could not notify %s.%s: %s", NOTIFY_DOMAIN, phone, err)
+
+
+@callback
+def async_listen_for_actions(hass: HomeAssistant, hub: RecoveryCoachHub) -> CALLBACK_TYPE:
+    """Publish ack/snooze when a phone's Done or Snooze button is pressed."""
+
+    async def on_action(event: Event) -> None:
+        parsed = parse_action_id(str(event.data.get("action", "")))
+        if parsed is None:
+            return
+        action, user_id, nudge_id = parsed
+        if user_id not in hub.user_settings:
+            return
+        if action == ACTION_DONE:
+            topic = nudge_action_topic(hub.base_topic, user_id, nudge_id, "ack")
+            payload: dict[str, Any] = {}
+        else:
+            topic = nudge_action_topic(hub.base_topic, user_id, nudge_id, "snooze")
+            payload = snooze(SNOOZE_MINUTES)
+        await hub.async_publish_raw(topic, payload)
+
+    return hass.bus.async_listen(MOBILE_APP_ACTION_EVENT, on_action)

@@ -1,0 +1,221 @@
+"""Voice answers from each followed user's current state (Assist intents and sentences).
+
+Custom integrations cannot add sentences to the shared intents repository, so the
+English sentences are registered as conversation sentence triggers (the mechanism behind
+the `conversation` automation trigger); each trigger runs one of the intents below, which
+other agents (and LLM tools) can also call directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import intent
+from homeassistant.util import dt as dt_util
+
+from .const import DOMAIN, LOGGER
+
+if TYPE_CHECKING:
+    from hassil.recognize import RecognizeResult
+    from homeassistant.components.conversation import ConversationInput
+
+    from .hub import RecoveryCoachHub
+
+INTENT_BEDTIME = "RecoveryCoachBedtime"
+INTENT_PROTEIN = "RecoveryCoachProteinRemaining"
+INTENT_CARDIO_AFTER_LEG_DAY = "RecoveryCoachCardioAfterLegDay"
+INTENT_ZONE2 = "RecoveryCoachZone2Week"
+
+# English sentence templates (hassil syntax: [optional], (a|b) alternatives).
+SENTENCES: dict[str, list[str]] = {
+    INTENT_BEDTIME: [
+        "when should I go to (bed|sleep) [tonight]",
+        "what time should I go to (bed|sleep) [tonight]",
+        "(when|what) is my bedtime [tonight]",
+        "(what's|whats) my bedtime [tonight]",
+    ],
+    INTENT_PROTEIN: [
+        "how much protein do I [still] need [to eat] [today]",
+        "how much protein (is|do I have) left [today]",
+        "how much [more] protein should I eat [today]",
+    ],
+    INTENT_CARDIO_AFTER_LEG_DAY: [
+        "(can|should) I do cardio after leg day",
+        "(can|should) I (run|cycle|go for a run) after leg day",
+        "is cardio after leg day (ok|okay|fine|bad)",
+    ],
+    INTENT_ZONE2: [
+        "(what's|whats|what is) my zone (2|two) [minutes] this week",
+        "how much zone (2|two) [have I done|did I do] this week",
+        "how am I doing on zone (2|two) [this week]",
+    ],
+}
+
+CARDIO_AFTER_LEG_DAY = (
+    "Yes, cardio after leg day is fine if you keep it low to moderate: an effort of 6 out "
+    "of 10 or less, where you can still talk but not sing. Skip sprints, intervals or a "
+    "hard spin class on tired legs, because that is when injuries happen."
+)
+_RECENT_LEG_DAY = timedelta(hours=24)
+
+
+def _local_clock(value: Any) -> str | None:
+    if not isinstance(value, str) or (moment := dt_util.parse_datetime(value)) is None:
+        return None
+    return dt_util.as_local(moment).strftime("%H:%M")
+
+
+def bedtime_answer(name: str, state: dict[str, Any]) -> str:
+    """Bedtime and wind-down time from a user's state."""
+    bedtime = _local_clock(state.get("next_bedtime"))
+    if bedtime is None:
+        return f"I don't have a bedtime for {name} yet."
+    answer = f"{name}, go to bed at {bedtime} to get your 8 hours of sleep."
+    if (winddown := _local_clock(state.get("next_winddown"))) is not None:
+        answer += f" Start winding down at {winddown}."
+    return answer
+
+
+def protein_answer(name: str, state: dict[str, Any]) -> str:
+    """Protein still to eat today from a user's state."""
+    target, remaining = state.get("protein_target_g"), state.get("protein_remaining_g")
+    if not isinstance(target, int):
+        return (
+            f"{name} has no protein target yet: add a body weight in the coach's settings "
+            "to get one between 1.2 and 2 grams per kilo."
+        )
+    if not isinstance(remaining, int):
+        return f"{name}'s protein target today is {target} grams."
+    if remaining <= 0:
+        return f"{name} has reached today's protein target of {target} grams."
+    return f"{name} still needs {remaining} grams of protein today, out of {target}."
+
+
+def cardio_answer(name: str, state: dict[str, Any], now: datetime) -> str:
+    """The evidence-based answer, plus a note if the user's last workout was a leg day."""
+    workout = state.get("last_workout")
+    if isinstance(workout, dict) and workout.get("leg_day"):
+        ended = dt_util.parse_datetime(str(workout.get("ended_at")))
+        if ended is not None and now - ended < _RECENT_LEG_DAY:
+            return f"{name} trained legs in the last day, so keep any cardio easy."
+    return ""
+
+
+def zone2_answer(name: str, state: dict[str, Any]) -> str:
+    """Zone-2 minutes this week against the weekly target."""
+    minutes = state.get("zone2_minutes_week")
+    target = state.get("zone2_target_minutes_week")
+    if not isinstance(minutes, int):
+        return f"I don't have zone 2 minutes for {name} yet."
+    answer = f"{name} has done {minutes} minutes of zone 2 this week"
+    if isinstance(target, int) and target > 0:
+        percent = state.get("zone2_progress_pct")
+        share = percent if isinstance(percent, int) else round(100 * minutes / target)
+        answer += f", {share} percent of the {target} minute target"
+    return answer + "."
+
+
+def _followed_states(hass: HomeAssistant) -> list[tuple[str, dict[str, Any]]]:
+    """(name, state) of every followed user with a known state, across entries."""
+    result: list[tuple[str, dict[str, Any]]] = []
+    for entry in hass.config_entries.async_loaded_entries(DOMAIN):
+        hub: RecoveryCoachHub = entry.runtime_data.hub
+        for user_id in hub.followed_users:
+            if (state := hub.states.get(user_id)) is not None:
+                result.append((hub.display_name(user_id), state))
+    return result
+
+
+class RecoveryCoachIntentHandler(intent.IntentHandler):
+    """Answers one question from the latest state of every followed user."""
+
+    platforms = None
+
+    def __init__(
+        self,
+        intent_type: str,
+        description: str,
+        answer: Callable[[HomeAssistant, list[tuple[str, dict[str, Any]]]], str],
+    ) -> None:
+        """Bind an intent type to the function that words its answer."""
+        self.intent_type = intent_type
+        self.description = description
+        self._answer = answer
+
+    async def async_handle(self, intent_obj: intent.Intent) -> intent.IntentResponse:
+        """Speak the answer."""
+        states = _followed_states(intent_obj.hass)
+        response = intent_obj.create_response()
+        response.async_set_speech(self._answer(intent_obj.hass, states))
+        return response
+
+
+def _per_user(word: Callable[[str, dict[str, Any]], str]) -> Callable[..., str]:
+    def answer(hass: HomeAssistant, states: list[tuple[str, dict[str, Any]]]) -> str:
+        if not states:
+            return "I haven't heard from the Recovery Coach service yet."
+        return " ".join(word(name, state) for name, state in states)
+
+    return answer
+
+
+def _cardio(hass: HomeAssistant, states: list[tuple[str, dict[str, Any]]]) -> str:
+    now = dt_util.now()
+    notes = [note for name, state in states if (note := cardio_answer(name, state, now))]
+    return " ".join([CARDIO_AFTER_LEG_DAY, *notes])
+
+
+HANDLERS = (
+    RecoveryCoachIntentHandler(
+        INTENT_BEDTIME, "Tells when to go to bed for 8 hours of sleep", _per_user(bedtime_answer)
+    ),
+    RecoveryCoachIntentHandler(
+        INTENT_PROTEIN, "Tells how much protein is still to eat today", _per_user(protein_answer)
+    ),
+    RecoveryCoachIntentHandler(
+        INTENT_CARDIO_AFTER_LEG_DAY, "Tells whether and how to do cardio after leg day", _cardio
+    ),
+    RecoveryCoachIntentHandler(
+        INTENT_ZONE2, "Tells the zone 2 minutes done this week", _per_user(zone2_answer)
+    ),
+)
+
+
+@callback
+def async_setup_voice(hass: HomeAssistant) -> None:
+    """Register the intents, and the English sentences when conversation is available."""
+    for handler in HANDLERS:
+        intent.async_register(hass, handler)
+    try:
+        from homeassistant.components.conversation.agent_manager import (
+            get_agent_manager,
+        )
+        from homeassistant.components.conversation.trigger import (
+            TriggerDetails,
+        )
+    except ImportError:  # conversation's own requirements missing: intents still work
+        LOGGER.warning("Assist sentences unavailable; the intents are still registered")
+        return
+    manager = get_agent_manager(hass)
+    for intent_type, sentences in SENTENCES.items():
+        manager.register_trigger(TriggerDetails(sentences, _trigger_callback(hass, intent_type)))
+
+
+def _trigger_callback(hass: HomeAssistant, intent_type: str) -> Callable[..., Any]:
+    async def run_intent(user_input: ConversationInput, result: RecognizeResult) -> str | None:
+        response = await intent.async_handle(
+            hass,
+            DOMAIN,
+            intent_type,
+            {},
+            text_input=user_input.text,
+            context=user_input.context,
+            language=user_input.language,
+        )
+        speech: str | None = response.speech.get("plain", {}).get("speech")
+        return speech
+
+    return run_intent

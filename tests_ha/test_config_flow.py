@@ -1,0 +1,247 @@
+"""Config flow: every error explained, then recovered to success; MQTT discovery; options."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from unittest.mock import patch
+
+import pytest
+from custom_components.recovery_coach.probe import ServiceProbe, async_probe_service
+from homeassistant.config_entries import SOURCE_MQTT, SOURCE_USER
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_fire_mqtt_message,
+    async_mock_service,
+)
+from pytest_homeassistant_custom_component.typing import MqttMockHAClient
+
+from .conftest import BASE, user_state
+
+DOMAIN = "recovery_coach"
+PROBE = "custom_components.recovery_coach.config_flow.probe.async_probe_service"
+
+FOUND = ServiceProbe(status="online", users={"alex": "Alex", "sam": "Sam"})
+
+
+def _discovery_info(payload: str = "online") -> MqttServiceInfo:
+    return MqttServiceInfo(
+        topic=f"{BASE}/status",
+        payload=payload,
+        qos=1,
+        retain=True,
+        subscribed_topic=f"{BASE}/status",
+        timestamp=0,
+    )
+
+
+async def test_user_flow_errors_then_success(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient
+) -> None:
+    """Bad topic, no service, no users and no selection all show an error; then it works."""
+    async_mock_service(hass, "notify", "mobile_app_pixel")
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "user"
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"base_topic": "coach/#"}
+    )
+    assert result["errors"] == {"base_topic": "invalid_base_topic"}
+
+    with patch(PROBE, return_value=ServiceProbe()):
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"base_topic": "coach"}
+        )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "no_service"}
+    assert result["description_placeholders"] == {"base_topic": "coach"}
+
+    with patch(PROBE, return_value=ServiceProbe(status="online")):
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"base_topic": BASE}
+        )
+    assert result["errors"] == {"base": "no_users"}
+
+    with patch(PROBE, return_value=FOUND):
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"base_topic": f" {BASE}/ "}
+        )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "users"
+
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {"users": []})
+    assert result["errors"] == {"base": "no_users_selected"}
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"users": ["sam", "alex"]}
+    )
+    assert result["step_id"] == "phones"
+    assert result["description_placeholders"] == {"name": "Alex"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"phones": ["mobile_app_pixel"]}
+    )
+    assert result["step_id"] == "phones"
+    assert result["description_placeholders"] == {"name": "Sam"}
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {"phones": []})
+
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "Recovery Coach (recovery_coach)"
+    assert result["data"] == {"base_topic": BASE}
+    assert result["options"] == {
+        "users": {"alex": {"phones": ["mobile_app_pixel"]}, "sam": {"phones": []}}
+    }
+    assert result["result"].unique_id == BASE
+
+
+async def test_user_flow_aborts_without_mqtt(hass: HomeAssistant) -> None:
+    """Without the MQTT integration the flow says so instead of failing later."""
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "mqtt_not_configured"
+
+
+async def test_user_flow_aborts_when_base_already_configured(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """One entry per base topic."""
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {"base_topic": BASE})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+async def test_mqtt_discovery_flow(hass: HomeAssistant, mqtt_mock: MqttMockHAClient) -> None:
+    """HA's MQTT discovery of `recovery_coach/status` starts a confirm step."""
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_MQTT}, data=_discovery_info()
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "discovery_confirm"
+    assert result["description_placeholders"] == {"base_topic": BASE}
+
+    with patch(PROBE, return_value=ServiceProbe()):
+        result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["errors"] == {"base": "no_service"}
+
+    with patch(PROBE, return_value=FOUND):
+        result = await hass.config_entries.flow.async_configure(result["flow_id"], {})
+    assert result["step_id"] == "users"
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {"users": ["alex"]})
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {"phones": []})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["options"] == {"users": {"alex": {"phones": []}}}
+
+
+@pytest.mark.parametrize("payload", ["", "hello", '{"not": "a status"}'])
+async def test_mqtt_discovery_rejects_other_payloads(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, payload: str
+) -> None:
+    """Only the service's own online/offline status starts a flow."""
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_MQTT}, data=_discovery_info(payload)
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "invalid_discovery_info"
+
+
+async def test_mqtt_discovery_aborts_when_configured(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """A base topic already set up is not offered again."""
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_MQTT}, data=_discovery_info()
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+async def test_manifest_mqtt_topic_starts_discovery_flow(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient
+) -> None:
+    """The manifest's `mqtt` key makes HA's MQTT integration start our flow."""
+    async_fire_mqtt_message(hass, f"{BASE}/status", "online", qos=1, retain=True)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert [flow["context"]["source"] for flow in flows] == [SOURCE_MQTT]
+    assert flows[0]["step_id"] == "discovery_confirm"
+
+
+async def test_probe_reads_retained_status_and_states(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient
+) -> None:
+    """The real probe finds the service and its users from retained messages."""
+    task = hass.async_create_task(async_probe_service(hass, BASE, timeout=5, settle=0.05))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    async_fire_mqtt_message(hass, f"{BASE}/status", "online", qos=1, retain=True)
+    async_fire_mqtt_message(hass, f"{BASE}/alex/state", json.dumps(user_state()), retain=True)
+    async_fire_mqtt_message(hass, f"{BASE}/sam/state", json.dumps({"user": "sam"}), retain=True)
+    async_fire_mqtt_message(hass, f"{BASE}/Bad-User/state", "{}", retain=True)
+    async_fire_mqtt_message(hass, f"{BASE}/bob/state", "not json", retain=True)
+    found = await task
+    assert found.status == "online"
+    assert found.users == {"alex": "Alex", "sam": "sam"}
+
+
+async def test_probe_times_out_without_service(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient
+) -> None:
+    """Nothing retained: no status, no users, after the timeout."""
+    found = await async_probe_service(hass, BASE, timeout=0.05, settle=0)
+    assert found == ServiceProbe()
+
+
+async def test_options_flow(hass: HomeAssistant, loaded_entry: MockConfigEntry) -> None:
+    """Users, phones, speaker and gym zone can be changed; half a gym setup is refused."""
+    async_mock_service(hass, "notify", "mobile_app_pixel")
+    async_mock_service(hass, "notify", "mobile_app_iphone")
+    hass.states.async_set("media_player.kitchen", "idle")
+    hass.states.async_set("person.alex", "home")
+    hass.states.async_set("zone.gym", "0", {"friendly_name": "Gym"})
+    async_fire_mqtt_message(hass, f"{BASE}/sam/state", json.dumps({"user": "sam", "name": "Sam"}))
+    await hass.async_block_till_done()
+
+    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+    assert result["step_id"] == "init"
+    result = await hass.config_entries.options.async_configure(result["flow_id"], {"users": []})
+    assert result["errors"] == {"base": "no_users_selected"}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"users": ["alex", "sam"]}
+    )
+    assert result["step_id"] == "user_settings"
+    assert result["description_placeholders"] == {"name": "alex"}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"phones": ["mobile_app_iphone"], "tracker": "person.alex"}
+    )
+    assert result["errors"] == {"base": "gym_needs_tracker_and_zone"}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            "phones": ["mobile_app_iphone"],
+            "announce_entity": "media_player.kitchen",
+            "tracker": "person.alex",
+            "gym_zone": "zone.gym",
+        },
+    )
+    assert result["step_id"] == "user_settings"
+    assert result["description_placeholders"] == {"name": "Sam"}
+    result = await hass.config_entries.options.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert loaded_entry.options == {
+        "users": {
+            "alex": {
+                "phones": ["mobile_app_iphone"],
+                "announce_entity": "media_player.kitchen",
+                "tracker": "person.alex",
+                "gym_zone": "zone.gym",
+            },
+            "sam": {},
+        }
+    }
+    # Reloaded with the new options.
+    assert loaded_entry.runtime_data.hub.followed_users == ["alex", "sam"]
