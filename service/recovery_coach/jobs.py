@@ -1,0 +1,144 @@
+"""APScheduler 3.x as the timer: module-level job functions with plain ids, a persistent store.
+
+Job rows are written by the store in the same transaction as the decisions that made them
+(`job_row`), so the job store only has to read, fire and remove them. A nudge's misfire grace
+is its useful life (expires_at - due_at): missed while the service was down but still
+useful, it is sent late; expired, APScheduler drops it and `on_missed` logs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.job import Job
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
+from sqlalchemy import Engine
+
+from .models import Nudge
+from .store import JOBS_TABLE, JobRow
+
+log = logging.getLogger(__name__)
+
+DAY_GRACE = timedelta(hours=12)  # a day start missed while down is still worth planning
+NO_EXPIRY_GRACE = timedelta(hours=6)
+
+
+class JobTarget(Protocol):
+    """The running service, as the job functions see it."""
+
+    def on_nudge_due(self, user: str, nudge_id: str) -> None: ...
+
+    def on_day_start(self, user: str) -> None: ...
+
+    def on_missed(self, job_id: str) -> None: ...
+
+
+_target: JobTarget | None = None
+
+
+def bind(target: JobTarget | None) -> None:
+    """Point the module-level job functions at the running service (None on stop)."""
+    global _target
+    _target = target
+
+
+def fire_nudge(user: str, nudge_id: str) -> None:
+    """Job function: a scheduled nudge is due."""
+    if _target is None:
+        raise RuntimeError("no running service to publish the nudge")
+    _target.on_nudge_due(user, nudge_id)
+
+
+def start_day(user: str) -> None:
+    """Job function: the user's day starts (their wake time)."""
+    if _target is None:
+        raise RuntimeError("no running service to start the day")
+    _target.on_day_start(user)
+
+
+def day_job_id(user: str, at: datetime) -> str:
+    # One id per day: the job that fires is removed by APScheduler after it is submitted,
+    # which must not race with the next day's job being written.
+    return f"day:{user}:{at.astimezone(UTC).strftime('%Y%m%dT%H%M')}"
+
+
+class Scheduler:
+    """The APScheduler BackgroundScheduler over the shared engine's job table."""
+
+    def __init__(self, engine: Engine, workers: int = 4) -> None:
+        self.store = SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE)
+        self.aps = BackgroundScheduler(
+            jobstores={"default": self.store},
+            executors={"default": ThreadPoolExecutor(workers)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone=UTC,
+        )
+        self.aps.add_listener(self._missed, EVENT_JOB_MISSED)
+
+    def _missed(self, event: JobExecutionEvent) -> None:
+        if _target is not None:
+            _target.on_missed(event.job_id)
+
+    def _row(
+        self, job_id: str, func: str, args: list[Any], at: datetime, grace: timedelta, name: str
+    ) -> JobRow:
+        at = at.astimezone(UTC)
+        job = Job(
+            self.aps,
+            id=job_id,
+            func=func,
+            trigger=DateTrigger(run_date=at, timezone=UTC),
+            executor="default",
+            args=args,
+            kwargs={},
+            name=name,
+            misfire_grace_time=max(1, int(grace.total_seconds())),
+            coalesce=True,
+            max_instances=1,
+            next_run_time=at,
+        )
+        state = pickle.dumps(job.__getstate__(), pickle.HIGHEST_PROTOCOL)
+        return JobRow(job_id, at.timestamp(), state)
+
+    def nudge_row(self, nudge: Nudge) -> JobRow:
+        grace = nudge.expires_at - nudge.due_at if nudge.expires_at else NO_EXPIRY_GRACE
+        return self._row(
+            nudge.nudge_id,
+            "recovery_coach.jobs:fire_nudge",
+            [nudge.user, nudge.nudge_id],
+            nudge.due_at,
+            grace,
+            f"{nudge.kind} for {nudge.user}",
+        )
+
+    def day_row(self, user: str, at: datetime) -> JobRow:
+        return self._row(
+            day_job_id(user, at),
+            "recovery_coach.jobs:start_day",
+            [user],
+            at,
+            DAY_GRACE,
+            f"day of {user}",
+        )
+
+    def start(self) -> None:
+        self.aps.start()
+
+    def wakeup(self) -> None:
+        """New job rows were committed behind APScheduler's back: recompute the next wake."""
+        if self.aps.running:
+            self.aps.wakeup()
+
+    def pending(self) -> int:
+        return len(self.aps.get_jobs())
+
+    def shutdown(self) -> None:
+        if self.aps.running:
+            self.aps.shutdown(wait=False)

@@ -1,0 +1,215 @@
+"""The MQTT seam (paho-mqtt 2.x, callback API v2): connect, subscribe, publish, ack.
+
+A persistent session (clean start off, a session expiry, a stable client id) so QoS 1 events
+sent while the service was down arrive when it returns; subscriptions are made in
+`on_connect` so they come back after every reconnect; inbound messages are acknowledged only
+when the service says so (manual ack), after their decisions are stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from .config import BrokerConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str | None
+    password: str | None
+
+
+def read_credentials(cfg: BrokerConfig) -> Credentials:
+    """Username and password from the environment or a file, never from the YAML."""
+    username = os.environ.get(cfg.username_env) or cfg.username
+    password = os.environ.get(cfg.password_env)
+    if password is None and cfg.password_file is not None:
+        password = Path(cfg.password_file).read_text(encoding="utf-8").strip()
+    return Credentials(username, password)
+
+
+class MqttLink:
+    """One paho client with the callbacks the service needs."""
+
+    def __init__(
+        self,
+        cfg: BrokerConfig,
+        client_id: str,
+        status_topic: str,
+        subscriptions: list[str],
+        on_message: Callable[[Inbound], None],
+        on_connected: Callable[[bool], None],
+        on_published: Callable[[int], None],
+    ) -> None:
+        self.cfg = cfg
+        self.status_topic = status_topic
+        self.subscriptions = subscriptions
+        self._on_message = on_message
+        self._on_connected = on_connected
+        self._on_published = on_published
+        self.v5 = cfg.protocol == "5"
+        self.connected = threading.Event()
+        self.disconnects = 0
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
+            clean_session=None if self.v5 else False,
+            manual_ack=True,
+        )
+        self.client.enable_logger(logging.getLogger("paho"))
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.will_set(status_topic, "offline", qos=1, retain=True)
+        creds = read_credentials(cfg)
+        if creds.username is not None:
+            self.client.username_pw_set(creds.username, creds.password)
+        if cfg.tls is not None:
+            self.client.tls_set(
+                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
+                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
+                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            if cfg.tls.insecure:
+                log.warning("TLS hostname verification is OFF (broker.tls.insecure: true)")
+                self.client.tls_insecure_set(True)
+        self.client.on_connect = self._connect
+        self.client.on_disconnect = self._disconnect
+        self.client.on_message = self._message
+        self.client.on_publish = self._publish
+        self.client.on_socket_open = self._socket_open
+
+    # -- paho callbacks (network thread)
+
+    def _socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        # Nagle's algorithm would hold small nudges back for up to 40 ms.
+        if isinstance(sock, socket.socket | ssl.SSLSocket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        client.publish(self.status_topic, "online", qos=1, retain=True)
+        if self.subscriptions:
+            opts = SubscribeOptions(qos=1, noLocal=True) if self.v5 else None
+            if opts is not None:
+                client.subscribe([(t, opts) for t in self.subscriptions])
+            else:
+                client.subscribe([(t, 1) for t in self.subscriptions])
+        log.info(
+            "connected to %s:%s (session %s)",
+            self.cfg.host,
+            self.cfg.port,
+            "resumed" if flags.session_present else "new",
+        )
+        self.connected.set()
+        self._on_connected(flags.session_present)
+
+    def _disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if self.connected.is_set():
+            self.disconnects += 1
+            log.warning("disconnected from the broker (%s); reconnecting", reason)
+        self.connected.clear()
+
+    def _message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._on_message(Inbound(msg.mid, msg.qos, msg.topic, bytes(msg.payload), msg.retain))
+
+    def _publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._on_published(mid)
+
+    # -- used by the service (any thread)
+
+    def start(self) -> None:
+        props = None
+        if self.v5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = int(self.cfg.session_expiry_hours * 3600)
+        self.client.connect_async(
+            self.cfg.host,
+            self.cfg.port,
+            keepalive=self.cfg.keepalive,
+            clean_start=False if self.v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=props,
+        )
+        self.client.loop_start()
+
+    def ack(self, mid: int, qos: int) -> None:
+        if qos > 0:
+            self.client.ack(mid, qos)
+
+    def publish(
+        self,
+        topic: str,
+        payload: str | bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        expiry_seconds: int | None = None,
+    ) -> int | None:
+        """Publish; returns the message id to await PUBACK for, None when not handed over."""
+        props = None
+        if self.v5 and expiry_seconds is not None:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.MessageExpiryInterval = max(1, expiry_seconds)
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            log.warning("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+            return None
+        return info.mid
+
+    def stop(self) -> None:
+        if self.connected.is_set():
+            info = self.client.publish(self.status_topic, "offline", qos=1, retain=True)
+            info.wait_for_publish(timeout=2)
+        self.client.disconnect()
+        self.client.loop_stop()
