@@ -37,7 +37,8 @@ async def async_get_config_entry_diagnostics(
     hub = entry.runtime_data.hub
     return async_redact_data(
         {
-            "entry": {"data": dict(entry.data), "options": dict(entry.options)},
+            "base_topic": hub.base_topic,
+            "options": dict(entry.options),
             "service_status": hub.status,
             "followed_users": hub.followed_users,
             "states": hub.states,
