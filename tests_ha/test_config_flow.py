@@ -245,3 +245,30 @@ async def test_options_flow(hass: HomeAssistant, loaded_entry: MockConfigEntry) 
     }
     # Reloaded with the new options.
     assert loaded_entry.runtime_data.hub.followed_users == ["alex", "sam"]
+
+
+async def test_reconfigure_to_another_base_topic(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """A bad topic and a missing service are explained; then the entry moves and reloads."""
+    result = await loaded_entry.start_reconfigure_flow(hass)
+    assert result["step_id"] == "reconfigure"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"base_topic": "a/+/b"}
+    )
+    assert result["errors"] == {"base_topic": "invalid_base_topic"}
+    with patch(PROBE, return_value=ServiceProbe()):
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"base_topic": "coach_home"}
+        )
+    assert result["errors"] == {"base": "no_service"}
+    with patch(PROBE, return_value=FOUND):
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"base_topic": "coach_home"}
+        )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert loaded_entry.data == {"base_topic": "coach_home"}
+    assert loaded_entry.unique_id == "coach_home"
+    assert loaded_entry.runtime_data.hub.base_topic == "coach_home"

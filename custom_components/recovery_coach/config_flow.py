@@ -120,6 +120,38 @@ class RecoveryCoachConfigFlow(ConfigFlow, domain=DOMAIN):
             description_placeholders={"base_topic": self._base_topic},
         )
 
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Move the entry to another base topic, once the service is found there."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        self._base_topic = entry.data[CONF_BASE_TOPIC]
+        if user_input is not None:
+            self._base_topic = user_input[CONF_BASE_TOPIC].strip().strip("/")
+            if not is_valid_base_topic(self._base_topic):
+                errors[CONF_BASE_TOPIC] = "invalid_base_topic"
+            else:
+                if self._base_topic != entry.unique_id:
+                    await self.async_set_unique_id(self._base_topic)
+                    self._abort_if_unique_id_configured()
+                if (error := await self._async_find_service()) is None:
+                    return self.async_update_reload_and_abort(
+                        entry,
+                        unique_id=self._base_topic,
+                        title=f"Recovery Coach ({self._base_topic})",
+                        data_updates={CONF_BASE_TOPIC: self._base_topic},
+                    )
+                errors["base"] = error
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=vol.Schema(
+                {vol.Required(CONF_BASE_TOPIC, default=self._base_topic): TextSelector()}
+            ),
+            errors=errors,
+            description_placeholders={"base_topic": self._base_topic},
+        )
+
     async def async_step_mqtt(self, discovery_info: MqttServiceInfo) -> ConfigFlowResult:
         """Started by HA's MQTT discovery when `recovery_coach/status` is retained."""
         topic = discovery_info.topic

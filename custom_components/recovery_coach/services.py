@@ -23,7 +23,9 @@ SERVICE_GYM_CHECKOUT = "gym_checkout"
 ATTR_USER = "user"
 ATTR_AT = "at"
 
-_USER = {vol.Required(ATTR_USER): vol.All(cv.string, vol.Match(r"^[a-z0-9_]{1,32}$"))}
+_USER: dict[vol.Marker, Any] = {
+    vol.Required(ATTR_USER): vol.All(cv.string, vol.Match(r"^[a-z0-9_]{1,32}$"))
+}
 
 SCHEMAS: dict[str, vol.Schema] = {
     SERVICE_LOG_WORKOUT: vol.Schema(
