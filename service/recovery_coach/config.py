@@ -58,6 +58,8 @@ def _zones() -> set[str]:
 
 Clock = Annotated[str, AfterValidator(_clock)]
 Zone = Annotated[str, AfterValidator(_zone)]
+# YAML has no path type: a path is written as text, which strict mode would refuse.
+FilePath = Annotated[Path, Field(strict=False)]
 
 
 class Strict(BaseModel):
@@ -65,9 +67,9 @@ class Strict(BaseModel):
 
 
 class TlsConfig(Strict):
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    ca_file: FilePath | None = None
+    cert_file: FilePath | None = None
+    key_file: FilePath | None = None
     insecure: bool = False  # skip hostname checks; logged as a warning
 
     @model_validator(mode="after")
@@ -81,7 +83,8 @@ class BrokerConfig(Strict):
     host: str = "localhost"
     port: Annotated[int, between(1, 65535)] = 1883
     username: str | None = None
-    password_file: Path | None = None
+    password: str | None = None  # only to refuse it by its path, see _no_password
+    password_file: FilePath | None = None
     password_env: str = "RECOVERY_COACH_MQTT_PASSWORD"
     username_env: str = "RECOVERY_COACH_MQTT_USERNAME"
     protocol: Literal["5", "3.1.1"] = "5"
@@ -90,15 +93,13 @@ class BrokerConfig(Strict):
     session_expiry_hours: Annotated[float, between(0, 24 * 365, " hours")] = 24 * 7
     tls: TlsConfig | None = None
 
-    @model_validator(mode="before")
+    @field_validator("password", mode="before")
     @classmethod
-    def _no_password(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "password" in data:
-            raise ValueError(
-                "a password does not belong in the config file: use password_file, or the "
-                "environment variable named by password_env"
-            )
-        return data
+    def _no_password(cls, v: Any) -> Any:
+        raise ValueError(
+            "a password does not belong in the config file: use password_file, or the "
+            "environment variable named by password_env"
+        )
 
 
 class EmbeddedBrokerConfig(Strict):
@@ -129,6 +130,12 @@ class SettingsConfig(Strict):
         return out
 
 
+UNQUOTED_CLOCK = (
+    'must be a clock time in quotes, like "07:30" (YAML reads an unquoted 7:30 as a number), '
+    'or one per weekday: {mon: "06:30", ..., sun: "08:00"}'
+)
+
+
 class WeekTimes(Strict):
     mon: Clock = "07:00"
     tue: Clock = "07:00"
@@ -137,6 +144,13 @@ class WeekTimes(Strict):
     fri: Clock = "07:00"
     sat: Clock = "07:00"
     sun: Clock = "07:00"
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _quoted(cls, v: Any) -> Any:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            raise ValueError(UNQUOTED_CLOCK.split(", or one")[0])
+        return v
 
 
 class WeeklyPlan(Strict):
@@ -166,6 +180,8 @@ class UserConfig(Strict):
     def _one_time_for_every_day(cls, v: Any) -> Any:
         if isinstance(v, str):
             return dict.fromkeys(WEEKDAYS, _clock(v))
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            raise ValueError(UNQUOTED_CLOCK)
         return v
 
 
