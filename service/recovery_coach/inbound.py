@@ -143,6 +143,8 @@ def _field_reason(err: Any) -> str:
         return f"{where} must be one of {str(ctx.get('expected', '')).replace(chr(39), '')}"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         bound = ctx.get("ge", ctx.get("gt", ctx.get("le", ctx.get("lt"))))
+        if isinstance(bound, float):
+            bound = f"{bound:g}"
         words = {
             "greater_than_equal": "at least",
             "greater_than": "above",
@@ -154,6 +156,10 @@ def _field_reason(err: Any) -> str:
         return f"{where} is too long"
     if kind in ("too_short", "string_too_short"):
         return f"{where} must not be empty"
+    if kind == "finite_number":
+        return f"{where} must be a finite number"
+    if kind == "json_invalid":
+        return "the message is not valid JSON"
     if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
         return f"{where} must be a {'whole ' if kind.startswith('int') else ''}number"
     if kind in ("string_type",):
@@ -225,21 +231,30 @@ def parse(
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return Refused(user, topic, "the message is not UTF-8 text")
+    if not text.strip():
+        text = "{}"
     try:
-        data = json.loads(text) if text.strip() else {}
-    except (json.JSONDecodeError, RecursionError) as exc:
-        where = (
-            f" (line {exc.lineno}, column {exc.colno})"
-            if isinstance(exc, json.JSONDecodeError)
-            else ""
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Refused(
+            user, topic, f"the message is not valid JSON (line {exc.lineno}, column {exc.colno})"
         )
-        return Refused(user, topic, f"the message is not valid JSON{where}")
+    except RecursionError:
+        return Refused(user, topic, "the message is not valid JSON: it is nested too deeply")
+    except ValueError:  # e.g. an integer of thousands of digits
+        return Refused(user, topic, "the message is not valid JSON: a number in it is too long")
     if not isinstance(data, dict):
         return Refused(user, topic, 'the message must be a JSON object, like {"event_id": ...}')
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return Refused(
+            user, topic, "the message contains a \\u escape that is not a Unicode character"
+        )
     given_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
     event_id = given_id[:128] if given_id else None
     try:
-        event = _build(kind, rest, topic, raw, data, received_at)
+        event = _build(kind, rest, topic, raw, text, received_at)
     except ValidationError as exc:
         return Refused(user, topic, _reasons(exc), event_id)
     except ValueError as exc:
@@ -269,11 +284,10 @@ def _check_time(name: str, at: datetime, received_at: datetime) -> None:
         raise ValueError(f"{name} is more than 14 days old ({at.isoformat()})")
 
 
-def _build(
-    kind: str, rest: str, topic: str, raw: bytes, data: dict[str, Any], received_at: datetime
-) -> Event:
+def _build(kind: str, rest: str, topic: str, raw: bytes, text: str, received_at: datetime) -> Event:
+    """The event for a JSON object body; strict types, so `true` is no number and `"7"` no rpe."""
     if kind == "workout/completed":
-        w = WorkoutIn.model_validate(data)
+        w = WorkoutIn.model_validate_json(text, strict=True)
         _check_time("ended_at", w.ended_at, received_at)
         nc = w.next_cardio
         return WorkoutCompleted(
@@ -292,12 +306,12 @@ def _build(
             )
         )
     if kind in ("gym/checkin", "gym/checkout"):
-        g = GymIn.model_validate(data)
+        g = GymIn.model_validate_json(text, strict=True)
         _check_time("at", g.at, received_at)
         eid = g.event_id or derived_event_id(topic, raw, None)
         return GymCheckin(eid, g.at) if kind == "gym/checkin" else GymCheckout(eid, g.at)
     if kind == "cardio/planned":
-        c = CardioPlannedIn.model_validate(data)
+        c = CardioPlannedIn.model_validate_json(text, strict=True)
         if c.planned_at < received_at - MAX_AGE:
             raise ValueError("planned_at is more than 14 days in the past")
         eid = c.event_id or derived_event_id(topic, raw, None)
@@ -305,23 +319,23 @@ def _build(
             eid, received_at, PlannedCardio(c.planned_at, c.kind, c.rpe, c.key_session)
         )
     if kind == "protein/logged":
-        p = ProteinIn.model_validate(data)
+        p = ProteinIn.model_validate_json(text, strict=True)
         at = p.at or received_at
         _check_time("at", at, received_at)
         eid = p.event_id or derived_event_id(topic, raw, None if p.at else received_at)
         return ProteinLogged(eid, at, p.grams)
     if kind == "soreness":
-        s = SorenessIn.model_validate(data)
+        s = SorenessIn.model_validate_json(text, strict=True)
         at = s.at or received_at
         _check_time("at", at, received_at)
         eid = s.event_id or derived_event_id(topic, raw, None if s.at else received_at)
         return SorenessReported(eid, at, s.level)
     nudge_id = rest.split("/")[1]
     if kind == "nudge/ack":
-        a = AckIn.model_validate(data)
+        a = AckIn.model_validate_json(text, strict=True)
         return NudgeAcked(
             a.event_id or derived_event_id(topic, raw, received_at), received_at, nudge_id
         )
-    z = SnoozeIn.model_validate(data)
+    z = SnoozeIn.model_validate_json(text, strict=True)
     eid = z.event_id or derived_event_id(topic, raw, received_at)
     return NudgeSnoozed(eid, received_at, nudge_id, z.minutes)
