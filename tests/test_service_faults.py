@@ -1,0 +1,265 @@
+"""Faults against real processes: kill -9 the service, stop the broker, change the config.
+
+A scheduled nudge here is the R8 protein reminder: due `protein_reminder_delay_minutes`
+(60) after the workout ended, so a workout that ended 59m52s ago has its reminder due in
+8 s of real time, with no clock mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+from mosquitto import BrokerFactory
+from service_process import Recorder, ServiceProcess, publish, user_config, workout
+
+BASE = "rc_faults"
+
+
+def due_in(seconds: float) -> timedelta:
+    """`ago` for a workout whose protein reminder falls due in `seconds`."""
+    return timedelta(minutes=60) - timedelta(seconds=seconds)
+
+
+def protein_nudges(rec: Recorder, user: str, event_id: str) -> list[dict[str, object]]:
+    return [
+        n for n in rec.nudges(user, BASE) if n["rule"] == "R8" and n["source_event_id"] == event_id
+    ]
+
+
+def handled(svc: ServiceProcess, event_id: str) -> bool:
+    if not svc.db.exists():
+        return False
+    with sqlite3.connect(svc.db) as db:
+        row = db.execute(
+            "select 1 from rc_handled_events where event_id = ?", (event_id,)
+        ).fetchone()
+    return row is not None
+
+
+def wait_handled(svc: ServiceProcess, event_id: str, timeout: float = 10) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if handled(svc, event_id):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"event {event_id} never stored:\n{svc.log()[-3000:]}")
+
+
+def test_kill_9_after_an_event_the_scheduled_nudge_still_fires_once(
+    tmp_path: Path, mosquitto_factory: BrokerFactory
+) -> None:
+    broker = mosquitto_factory()
+    rec = Recorder(broker.host, broker.port, [f"{BASE}/#"]).start()
+    svc = ServiceProcess(tmp_path, port=broker.port, base=BASE, users={"alex": user_config()})
+    try:
+        svc.start().wait_connected()
+        event = workout(ago=due_in(6))
+        publish(broker.port, f"{BASE}/alex/workout/completed", event)
+        wait_handled(svc, event["event_id"])
+        svc.kill()
+        assert protein_nudges(rec, "alex", event["event_id"]) == []
+        svc.start().wait_connected()
+        rec.wait_for(
+            lambda r: len(protein_nudges(r, "alex", event["event_id"])) >= 1, 20, "the reminder"
+        )
+        time.sleep(2)
+        assert len(protein_nudges(rec, "alex", event["event_id"])) == 1
+    finally:
+        svc.close()
+        rec.stop()
+
+
+def test_nudge_due_while_the_service_is_down_is_sent_late_once(
+    tmp_path: Path, mosquitto_factory: BrokerFactory
+) -> None:
+    broker = mosquitto_factory()
+    rec = Recorder(broker.host, broker.port, [f"{BASE}/#"]).start()
+    svc = ServiceProcess(tmp_path, port=broker.port, base=BASE, users={"alex": user_config()})
+    try:
+        svc.start().wait_connected()
+        event = workout(ago=due_in(2))
+        publish(broker.port, f"{BASE}/alex/workout/completed", event)
+        wait_handled(svc, event["event_id"])
+        svc.kill()
+        time.sleep(4)  # the reminder falls due while nothing runs
+        svc.start().wait_connected()
+        rec.wait_for(
+            lambda r: len(protein_nudges(r, "alex", event["event_id"])) >= 1,
+            15,
+            "the late reminder",
+        )
+        time.sleep(1.5)
+        assert len(protein_nudges(rec, "alex", event["event_id"])) == 1
+    finally:
+        svc.close()
+        rec.stop()
+
+
+def test_broker_down_when_a_nudge_falls_due_it_arrives_once_when_back(
+    tmp_path: Path, mosquitto_factory: BrokerFactory
+) -> None:
+    broker = mosquitto_factory()
+    rec = Recorder(broker.host, broker.port, [f"{BASE}/#"]).start()
+    svc = ServiceProcess(tmp_path, port=broker.port, base=BASE, users={"alex": user_config()})
+    try:
+        svc.start().wait_connected()
+        event = workout(ago=due_in(3))
+        publish(broker.port, f"{BASE}/alex/workout/completed", event)
+        wait_handled(svc, event["event_id"])
+        broker.stop()
+        svc.wait_log("disconnected from the broker")
+        svc.wait_log("waits for the connection", timeout=15)
+        assert protein_nudges(rec, "alex", event["event_id"]) == []
+        broker.start()
+        rec.wait_for(
+            lambda r: len(protein_nudges(r, "alex", event["event_id"])) >= 1, 30, "the reminder"
+        )
+        time.sleep(2)
+        assert len(protein_nudges(rec, "alex", event["event_id"])) == 1
+    finally:
+        svc.close()
+        rec.stop()
+
+
+def test_events_sent_while_the_service_is_down_are_handled_when_it_returns(
+    tmp_path: Path, mosquitto_factory: BrokerFactory
+) -> None:
+    broker = mosquitto_factory()
+    rec = Recorder(broker.host, broker.port, [f"{BASE}/#"]).start()
+    svc = ServiceProcess(tmp_path, port=broker.port, base=BASE, users={"alex": user_config()})
+    try:
+        svc.start().wait_connected()
+        svc.stop()
+        event = workout(ago=timedelta(minutes=2))
+        publish(broker.port, f"{BASE}/alex/workout/completed", event)
+        svc.start().wait_connected()
+        rec.wait_for(
+            lambda r: any(
+                n["source_event_id"] == event["event_id"] for n in r.nudges("alex", BASE)
+            ),
+            10,
+            "nudges for the event sent while down",
+        )
+    finally:
+        svc.close()
+        rec.stop()
+
+
+def test_kill_9_in_a_burst_loses_no_event_and_adds_no_nudge_id(
+    tmp_path: Path, mosquitto_factory: BrokerFactory
+) -> None:
+    broker = mosquitto_factory()
+    rec = Recorder(broker.host, broker.port, [f"{BASE}/+/nudge"]).start()
+    users = {f"u{i}": user_config() for i in range(10)}
+    svc = ServiceProcess(tmp_path, port=broker.port, base=BASE, users=users)
+    try:
+        svc.start().wait_connected()
+        events = [(f"u{i % 10}", workout(ago=timedelta(minutes=1))) for i in range(400)]
+        client = broker.paho_client("burst", mqtt5=False)
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        infos = [
+            client.publish(f"{BASE}/{u}/workout/completed", json.dumps(e), qos=1) for u, e in events
+        ]
+        for info in infos:
+            info.wait_for_publish(10)
+        client.disconnect()
+        client.loop_stop()
+        time.sleep(0.15)
+        svc.kill()  # in the middle of the burst
+        svc.start().wait_connected()
+
+        def all_nudges(r: Recorder) -> list[dict[str, str]]:
+            return [m.json() for m in r.on(f"{BASE}/+/nudge")]
+
+        def all_in(r: Recorder) -> bool:
+            seen = {(n["user"], n["source_event_id"]) for n in all_nudges(r)}
+            return all((u, e["event_id"]) in seen for u, e in events)
+
+        rec.wait_for(all_in, 60, "nudges for all 400 events")
+        time.sleep(1)
+        nudges = all_nudges(rec)
+        by_event = Counter((n["user"], n["source_event_id"], n["rule"], n["kind"]) for n in nudges)
+        ids = {n["nudge_id"] for n in nudges}
+        # Exactly one nudge id per (event, rule, kind): nothing decided twice.
+        assert len(ids) == len(by_event)
+        # Immediate cooldown nudges: one per event, whatever was redelivered.
+        cooldowns = {n["source_event_id"] for n in nudges if n["kind"] == "cooldown_start"}
+        assert cooldowns == {e["event_id"] for _, e in events}
+        wire_duplicates = len(nudges) - len(ids)
+        print(
+            f"\nkill -9 mid-burst: {len(nudges)} nudges received, {wire_duplicates} wire duplicates"
+        )
+    finally:
+        svc.close()
+        rec.stop()
+
+
+def test_restart_with_changed_config_moves_jobs_with_the_users(
+    tmp_path: Path, mosquitto_factory: BrokerFactory
+) -> None:
+    broker = mosquitto_factory()
+    rec = Recorder(broker.host, broker.port, [f"{BASE}/#", "homeassistant/device/+/config"]).start()
+    svc = ServiceProcess(
+        tmp_path, port=broker.port, base=BASE, users={"alex": user_config(), "sam": user_config()}
+    )
+    try:
+        svc.start().wait_connected()
+        event = workout(ago=due_in(8))
+        publish(broker.port, f"{BASE}/sam/workout/completed", event)
+        wait_handled(svc, event["event_id"])
+        svc.stop()
+        with sqlite3.connect(svc.db) as db:
+            assert (
+                db.execute(
+                    "select count(*) from apscheduler_jobs where id like 'day:sam:%'"
+                ).fetchone()[0]
+                == 1
+            )
+
+        svc.write_config({"alex": user_config(), "kim": user_config()})
+        svc.start().wait_connected()
+        rec.wait_for(
+            lambda r: any(
+                m.payload == b"" for m in r.on("homeassistant/device/recovery_coach_sam/config")
+            ),
+            10,
+            "sam's discovery removed",
+        )
+        rec.wait_for(
+            lambda r: bool(r.on("homeassistant/device/recovery_coach_kim/config")),
+            10,
+            "kim announced",
+        )
+        with sqlite3.connect(svc.db) as db:
+            sam_jobs = db.execute(
+                "select count(*) from apscheduler_jobs a join rc_nudges n on a.id = n.nudge_id "
+                "where n.user_id = 'sam'"
+            ).fetchone()[0]
+            sam_pending = db.execute(
+                "select count(*) from rc_nudges where user_id = 'sam' and status = 'pending'"
+            ).fetchone()[0]
+            sam_days = db.execute(
+                "select count(*) from apscheduler_jobs where id like 'day:sam:%'"
+            ).fetchone()[0]
+        assert (sam_jobs, sam_pending, sam_days) == (0, 0, 0)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with sqlite3.connect(svc.db) as db:
+                kim_days = db.execute(
+                    "select count(*) from apscheduler_jobs where id like 'day:kim:%'"
+                ).fetchone()[0]
+            if kim_days:
+                break
+            time.sleep(0.1)
+        assert kim_days == 1
+        time.sleep(9)  # past the time sam's reminder was due
+        assert protein_nudges(rec, "sam", event["event_id"]) == []
+    finally:
+        svc.close()
+        rec.stop()
