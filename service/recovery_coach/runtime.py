@@ -156,7 +156,10 @@ class Service:
         jobs.bind(self)
         self.scheduler.start()
         self._worker.start()
-        for user in sorted(self.profiles):
+        # Each day start schedules the next; only users without one (new, or whose chain a
+        # long outage broke) need their day planned now.
+        planned = self.repo.users_with_day_job()
+        for user in sorted(set(self.profiles) - planned):
             self.queue.put(DayStart(user))
         self.link.start()
         self._every(30.0, Housekeeping())

@@ -352,6 +352,12 @@ class SqlRepository:
             ).all()
         return [_outbox_row(r) for r in rows]
 
+    def users_with_day_job(self) -> set[str]:
+        """Users whose next day start is already scheduled (their chain of days is intact)."""
+        with self.engine.connect() as conn:
+            ids = conn.execute(select(jobs.c.id).where(jobs.c.id.like("day:%"))).scalars()
+            return {i.split(":")[1] for i in ids}
+
     def known_users(self) -> set[str]:
         with self.engine.connect() as conn:
             return {r[0] for r in conn.execute(select(users.c.user_id))}
