@@ -85,6 +85,26 @@ async def test_nudge_notifies_each_phone_and_speaks(
     assert len(pixel) == 1
 
 
+async def test_a_resent_nudge_buzzes_the_phone_once(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, entry_options: dict[str, Any]
+) -> None:
+    """The service is at-least-once on the wire: the same nudge_id twice is one notification."""
+    pixel = async_mock_service(hass, "notify", "mobile_app_pixel")
+    async_mock_service(hass, "notify", "mobile_app_ipad")
+    entry = MockConfigEntry(
+        domain="recovery_coach", unique_id=BASE, data={"base_topic": BASE}, options=entry_options
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+
+    await _send_nudge(hass, "alex", nudge())
+    await _send_nudge(hass, "alex", nudge())
+    assert len(pixel) == 1
+    await _send_nudge(hass, "alex", nudge(nudge_id="n_other"))
+    assert len(pixel) == 2
+
+
 async def test_missing_phone_does_not_stop_the_others(
     hass: HomeAssistant,
     mqtt_mock: MqttMockHAClient,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,10 @@ from .payloads import is_valid_nudge, parse_json_object
 from .topics import event_topic, nudge_topic, state_topic, status_topic, user_from_topic
 
 type NudgeListener = Callable[[str, dict[str, Any]], None]
+
+# The service sends each nudge at least once: after a crash it may resend one with the same
+# id. Remembering the last ids per user keeps a phone from buzzing twice.
+RECENT_NUDGE_IDS = 256
 
 
 @dataclass
@@ -40,6 +45,7 @@ class RecoveryCoachHub:
         self.status: str | None = None
         self.states: dict[str, dict[str, Any]] = {}
         self.last_nudges: dict[str, dict[str, Any]] = {}
+        self._recent_ids: dict[str, deque[str]] = {}
         self._nudge_listeners: list[NudgeListener] = []
         self._unsubscribers: list[CALLBACK_TYPE] = []
 
@@ -113,6 +119,11 @@ class RecoveryCoachHub:
         if nudge is None or not is_valid_nudge(nudge):
             LOGGER.warning("Ignoring a malformed nudge on %s", msg.topic)
             return
+        recent = self._recent_ids.setdefault(user_id, deque(maxlen=RECENT_NUDGE_IDS))
+        if nudge["nudge_id"] in recent:
+            LOGGER.debug("Nudge %s for %s already handled", nudge["nudge_id"], user_id)
+            return
+        recent.append(nudge["nudge_id"])
         self.last_nudges[user_id] = nudge
         for listener in list(self._nudge_listeners):
             listener(user_id, nudge)
