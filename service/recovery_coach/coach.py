@@ -34,7 +34,7 @@ from .models import (
     WorkoutCompleted,
     nudge_id_for,
 )
-from .rules import Context, apply_rules, protein_figures, zone2_minutes_now
+from .rules import Context, apply_rules, protein_figures, protein_nudge, zone2_minutes_now
 
 HISTORY = timedelta(days=14)
 RECENT_NUDGES = 20
@@ -238,8 +238,10 @@ def _command(
         )
         return Decision(state=replace(state, recent_nudges=recent))
     due = now + timedelta(minutes=event.minutes)
+    nudge_id = nudge_id_for(profile.user_id, event.event_id, target.rule, target.kind)
+    snoozed = (("snoozed_from", target.nudge_id),)
     nudge = Nudge(
-        nudge_id=nudge_id_for(profile.user_id, event.event_id, target.rule, target.kind),
+        nudge_id=nudge_id,
         user=profile.user_id,
         rule=target.rule,
         kind=target.kind,
@@ -250,8 +252,13 @@ def _command(
         expires_at=due + timedelta(hours=1),
         source_event_id=target.source_event_id,
         evidence=target.evidence,
-        data=(("snoozed_from", target.nudge_id),),
+        data=snoozed,
     )
+    if target.kind == "protein":  # the contract's numbers, as they stand when it comes back
+        ctx = Context(event=event, profile=profile, state=state, before=state, now=now)
+        fresh = protein_nudge(ctx, target.source_event_id, due)
+        nudge = replace(fresh, nudge_id=nudge_id, expires_at=nudge.expires_at)
+        nudge = replace(nudge, data=tuple(sorted((*fresh.data, *snoozed))))
     placed, why = place(nudge, profile, now)
     if placed is None:
         return Decision(state=state, dropped=((nudge.nudge_id, why),))
