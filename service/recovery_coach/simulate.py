@@ -112,6 +112,31 @@ def _own_time(payload: dict[str, Any] | str) -> datetime | None:
     return None
 
 
+LINE_SHAPE = '{"topic": ..., "payload": {...}, "received_at": ...}'
+
+
+def _line_reason(exc: ValidationError) -> str:
+    """Why an input line cannot be replayed, in words a person reads."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    kind = err["type"]
+    if kind == "json_invalid":
+        return f"not valid JSON; each line is one object like {LINE_SHAPE}"
+    if kind in ("model_type", "json_type", "dict_type") and not where:
+        return f"must be a JSON object like {LINE_SHAPE}"
+    if kind == "extra_forbidden":
+        return f"{where} is not a known key (a line has topic, payload and received_at)"
+    if kind == "missing":
+        return f"{where} is required"
+    if where == "received_at":
+        return "received_at must be an ISO 8601 time with an offset, e.g. 2026-03-01T18:30:00+01:00"
+    if where.startswith("payload"):
+        return "payload must be a JSON object, or a string holding the raw message body"
+    if where == "topic":
+        return "topic must be text"
+    return f"{where}: {err['msg']}"
+
+
 @dataclass
 class Replay:
     """Inputs ready to replay, and the refusals of lines that could not even be read."""
@@ -131,15 +156,8 @@ def read_events(lines: Iterable[str]) -> Replay:
         try:
             item = InputLine.model_validate_json(line)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            unreadable.append(
-                {
-                    "topic": None,
-                    "reason": f"line {n}: {where or 'line'}: {first['msg']}",
-                    "event_id": None,
-                }
-            )
+            reason = f"line {n}: {_line_reason(exc)}"
+            unreadable.append({"topic": None, "reason": reason, "event_id": None})
             continue
         at = item.received_at or _own_time(item.payload) or last
         if at is None:
