@@ -7,140 +7,14 @@ placement as the live service), and every nudge that would be published is check
 
 from __future__ import annotations
 
-import io
-import json
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from generated_weeks import replay, scenario
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from recovery_coach.config import Config, parse_config
+from recovery_coach.config import Config
 from recovery_coach.local_time import in_sleep_window
-from recovery_coach.simulate import simulate
-
-ZONES = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe", "UTC"]
-WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-clock = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(4, 11), st.sampled_from([0, 15, 30]))
-user_config = st.fixed_dictionaries(
-    {
-        "timezone": st.sampled_from(ZONES),
-        "goal": st.sampled_from(
-            ["hypertrophy", "strength", "endurance", "power", "hybrid", "general"]
-        ),
-        "running_experience": st.sampled_from(["beginner", "intermediate", "advanced"]),
-        "sleep_hours": st.sampled_from([8, 8.5, 9, 10]),
-        "wake_time": clock | st.fixed_dictionaries({d: clock for d in WEEKDAYS}),
-        "protein_g_per_kg": st.sampled_from([1.2, 1.45, 1.6, 2.0]),
-        "weekly_plan": st.fixed_dictionaries(
-            {},
-            optional={
-                d: st.sampled_from(["legs", "upper", "full", "cardio", "rest"]) for d in WEEKDAYS
-            },
-        ),
-    },
-    optional={"weight_kg": st.floats(25, 400).map(lambda w: round(w, 1))},
-)
-# March and late October: both DST changes in Europe and the US fall in these weeks
-starts = st.sampled_from(
-    [
-        datetime(2026, 3, 6, tzinfo=UTC),
-        datetime(2026, 3, 27, tzinfo=UTC),
-        datetime(2026, 10, 23, tzinfo=UTC),
-    ]
-)
-rpe = st.none() | st.integers(0, 10)
-
-
-@st.composite
-def message(draw: st.DrawFn, start: datetime, n: int) -> dict[str, Any]:
-    at = start + timedelta(minutes=draw(st.integers(0, 4 * 24 * 60)))
-    late = timedelta(minutes=draw(st.sampled_from([0, 0, 0, 20, 90])))
-    iso = at.isoformat()
-    topic = draw(
-        st.sampled_from(
-            ["workout", "workout", "workout", "plan", "protein", "soreness", "gym", "ack", "snooze"]
-        )
-    )
-    if topic == "workout":
-        planned = at + timedelta(minutes=draw(st.integers(0, 30 * 60)))
-        payload: dict[str, Any] = {
-            "event_id": f"w{n}",
-            "ended_at": iso,
-            "kind": draw(st.sampled_from(["strength", "cardio", "mixed", "class", "sport"])),
-            "focus": draw(st.sampled_from(["legs", "lower", "upper", "full", "core", None])),
-            "rpe": draw(rpe),
-            "duration_min": draw(st.sampled_from([20, 45, 60, 90])),
-        }
-        if draw(st.booleans()):
-            payload["next_cardio"] = {
-                "planned_at": planned.isoformat(),
-                "kind": "run",
-                "rpe": draw(rpe),
-                "key_session": draw(st.booleans()),
-            }
-        return {
-            "topic": "workout/completed",
-            "payload": payload,
-            "received_at": (at + late).isoformat(),
-        }
-    if topic == "plan":
-        planned = at + timedelta(minutes=draw(st.integers(0, 30 * 60)))
-        payload = {
-            "planned_at": planned.isoformat(),
-            "kind": "run",
-            "rpe": draw(rpe),
-            "key_session": draw(st.booleans()),
-        }
-        return {"topic": "cardio/planned", "payload": payload, "received_at": iso}
-    if topic == "protein":
-        return {
-            "topic": "protein/logged",
-            "payload": {"grams": draw(st.integers(1, 500)), "at": iso},
-        }
-    if topic == "soreness":
-        return {"topic": "soreness", "payload": {"level": draw(st.integers(0, 10)), "at": iso}}
-    if topic == "gym":
-        out = at + timedelta(minutes=draw(st.integers(20, 120)))
-        return {"topic": "gym/checkin+out", "payload": {"in": iso, "out": out.isoformat()}}
-    minutes = draw(st.integers(1, 600))
-    rest = "nudge/last/ack" if topic == "ack" else "nudge/last/snooze"
-    return {"topic": rest, "payload": {"minutes": minutes}, "received_at": iso}
-
-
-@st.composite
-def scenario(draw: st.DrawFn) -> tuple[Config, list[str]]:
-    user = draw(user_config)
-    cfg = parse_config({"users": {"alex": user}})
-    start = draw(starts)
-    items = draw(st.lists(st.integers(), min_size=1, max_size=14).map(len))
-    lines: list[str] = []
-    for n in range(items):
-        m = draw(message(start, n))
-        if m["topic"] == "gym/checkin+out":
-            p = m["payload"]
-            for kind, at in (("checkin", p["in"]), ("checkout", p["out"])):
-                body = {"at": at, "event_id": f"gym{n}-{kind}"}
-                lines.append(
-                    json.dumps({"topic": f"recovery_coach/alex/gym/{kind}", "payload": body})
-                )
-            continue
-        m["topic"] = f"recovery_coach/alex/{m['topic']}"
-        lines.append(json.dumps(m))
-    return cfg, lines
-
-
-@dataclass
-class Replayed:
-    config: Config
-    nudges: list[dict[str, Any]]
-
-
-def replay(cfg: Config, lines: list[str]) -> Replayed:
-    out, err = io.StringIO(), io.StringIO()
-    simulate(cfg, lines, 36, out, err)
-    return Replayed(cfg, [json.loads(line) for line in out.getvalue().splitlines()])
 
 
 def text_of(n: dict[str, Any]) -> str:

@@ -358,6 +358,19 @@ R13 = [
         says=("cardio day on your plan",),
     ),
     Case(
+        "today (Monday) is also a cardio day on the weekly plan, not done yet",
+        (LEG_DAY,),
+        True,
+        {"weekly_plan": ((0, "cardio"),)},
+        says=("Today is also a cardio day on your plan",),
+    ),
+    Case(
+        "today's planned cardio already done this morning",
+        (workout(t("2026-03-02T08:00"), "cardio", None, event_id="am-run"), LEG_DAY),
+        False,
+        {"weekly_plan": ((0, "cardio"),)},
+    ),
+    Case(
         "run planned in two days",
         (planned(t("2026-03-02T08:00"), cardio(t("2026-03-04T08:00"))), LEG_DAY),
         False,

@@ -628,13 +628,18 @@ def r12_too_much_too_fast(ctx: Context) -> Iterator[Nudge]:
 
 
 def cardio_due_soon(ctx: Context, w: Workout) -> datetime | PlannedCardio | None:
-    """Cardio planned (or on the weekly plan) for today or tomorrow, after this leg day."""
+    """Cardio planned (or on the weekly plan, not yet done) today or tomorrow, after leg day."""
     today = local_date(w.ended_at, ctx.tz)
     days = {today, today + timedelta(days=1)}
     planned = list(ctx.state.planned_cardio)
     for p in sorted(planned, key=lambda p: p.planned_at):
         if p.planned_at >= w.ended_at and local_date(p.planned_at, ctx.tz) in days:
             return p
+    cardio_done_today = any(
+        x.cardio and local_date(x.ended_at, ctx.tz) == today for x in ctx.state.workouts
+    )
+    if ctx.profile.plan_for(today.weekday()) == "cardio" and not cardio_done_today:
+        return w.ended_at
     tomorrow = today + timedelta(days=1)
     if ctx.profile.plan_for(tomorrow.weekday()) == "cardio":
         return local_datetime(tomorrow, datetime.min.time(), ctx.tz)
@@ -652,6 +657,8 @@ def r13_walk_while_you_can(ctx: Context) -> Iterator[Nudge]:
     if isinstance(due, PlannedCardio):
         when = fmt_day_clock(due.planned_at, ctx.tz, ctx.now)
         what = f"Your {due.kind} is planned for {when}."
+    elif _same_day(ctx, due, w.ended_at):
+        what = "Today is also a cardio day on your plan."
     else:
         what = "Tomorrow is a cardio day on your plan."
     start = _start(ctx, w)
