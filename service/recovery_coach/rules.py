@@ -437,7 +437,7 @@ def r8_protein(ctx: Context) -> Iterator[Nudge]:
     w = ctx.workout
     if w is not None and w.strength:
         day = local_date(w.ended_at, ctx.tz)
-        if ctx.before.protein_nudge_day == day:
+        if ctx.state.protein_nudge_day == day:  # cleared when a gym visit is superseded
             return
         delay = timedelta(minutes=ctx.profile.settings.protein_reminder_delay_minutes)
         yield protein_nudge(ctx, w.event_id, max(w.ended_at + delay, ctx.now))
