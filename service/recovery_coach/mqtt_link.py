@@ -75,6 +75,7 @@ class MqttLink:
         self._on_published = on_published
         self.v5 = cfg.protocol == "5"
         self.connected = threading.Event()
+        self._stopping = False
         self.disconnects = 0
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -149,7 +150,7 @@ class MqttLink:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if self.connected.is_set():
+        if self.connected.is_set() and not self._stopping:
             self.disconnects += 1
             log.warning("disconnected from the broker (%s); reconnecting", reason)
         self.connected.clear()
@@ -208,6 +209,7 @@ class MqttLink:
         return info.mid
 
     def stop(self) -> None:
+        self._stopping = True
         if self.connected.is_set():
             info = self.client.publish(self.status_topic, "offline", qos=1, retain=True)
             info.wait_for_publish(timeout=2)
