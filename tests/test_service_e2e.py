@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -237,3 +238,48 @@ def test_sigterm_stops_within_seconds_and_publishes_offline(
     finally:
         svc.close()
         rec.stop()
+
+
+def test_home_assistant_online_makes_the_service_announce_again(
+    live: tuple[ServiceProcess, Recorder],
+) -> None:
+    _, rec = live
+    topic = "homeassistant/device/recovery_coach_alex/config"
+    rec.wait_for(lambda r: bool(r.on(topic)), 5, "the first announcement")
+    before = len(rec.on(topic))
+    publish(rec.port, "homeassistant/status", "online")
+    # The service waits 1-5 s (random) so many services do not answer at once.
+    rec.wait_for(lambda r: len(r.on(topic)) > before, 10, "discovery sent again")
+    assert json.loads(rec.on(topic)[-1].payload)["cmps"]
+
+
+def test_ack_and_snooze_of_the_last_nudge(live: tuple[ServiceProcess, Recorder]) -> None:
+    svc, rec = live
+    event = workout(focus="upper")
+    publish(rec.port, f"{BASE}/sam/workout/completed", event)
+
+    def last_nudge(r: Recorder) -> dict[str, object] | None:
+        states = [m.json() for m in r.on(f"{BASE}/sam/state") if m.payload]
+        return states[-1].get("last_nudge") if states else None
+
+    rec.wait_for(
+        lambda r: (last_nudge(r) or {}).get("kind") == "cooldown_start", 5, "the cooldown nudge"
+    )
+    publish(rec.port, f"{BASE}/sam/nudge/last/ack", {})
+    rec.wait_for(lambda r: (last_nudge(r) or {}).get("acknowledged") is True, 5, "the ack in state")
+
+    n_errors = len(rec.on(f"{BASE}/sam/error"))
+    publish(rec.port, f"{BASE}/sam/nudge/no-such-nudge/snooze", {"minutes": 5})
+    rec.wait_for(lambda r: len(r.on(f"{BASE}/sam/error")) > n_errors, 5, "a refusal")
+    assert "no-such-nudge" in rec.on(f"{BASE}/sam/error")[-1].json()["reason"]
+
+    before = sqlite3.connect(svc.db).execute("select count(*) from apscheduler_jobs").fetchone()[0]
+    publish(rec.port, f"{BASE}/sam/nudge/last/snooze", {"minutes": 30})
+    deadline = time.time() + 5
+    after = before
+    while time.time() < deadline and after == before:
+        time.sleep(0.05)
+        after = (
+            sqlite3.connect(svc.db).execute("select count(*) from apscheduler_jobs").fetchone()[0]
+        )
+    assert after == before + 1  # the snoozed copy waits 30 min as a job
