@@ -154,6 +154,29 @@ def test_snooze_sends_the_nudge_again_later_with_its_numbers() -> None:
     assert (data["protein_target_g"], data["protein_remaining_g"]) == (128, 128)
 
 
+def test_a_snoozed_nudge_keeps_its_own_numbers() -> None:
+    r = run(P, [workout(EVENING)])
+    cooldown = r.one("R1", "cooldown_start")
+    state = coach.published(r.state, cooldown)
+    now = EVENING + timedelta(minutes=1)
+    (again,) = coach.decide(NudgeSnoozed("z3", now, "last", 10), P, state, now).nudges
+    data = again.data_dict()
+    assert data["cooldown_ends_at"] == cooldown.data_dict()["cooldown_ends_at"]
+    assert data["snoozed_from"] == cooldown.nudge_id
+
+
+def test_one_decision_never_holds_the_same_nudge_id_twice() -> None:
+    # A hard run logged after two leg sessions: R7 pairs it with both, one warning goes out.
+    legs = [workout(EVENING - timedelta(hours=2), event_id="l1"), workout(EVENING, event_id="l2")]
+    hard_run = workout(
+        EVENING + timedelta(minutes=40), "cardio", None, event_id="run1", rpe=8, duration_min=30
+    )
+    r = run(P, [*legs, hard_run])
+    assert [n.rule for n in r.last].count("R7") == 1
+    ids = [n.nudge_id for n in r.last]
+    assert len(ids) == len(set(ids))
+
+
 def test_snooze_into_the_night_waits_or_drops_like_any_nudge() -> None:
     r = run(P, [workout(t("2026-03-02T22:00"))])
     cooldown = r.one("R1", "cooldown_start")

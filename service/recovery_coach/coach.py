@@ -240,6 +240,7 @@ def _command(
     due = now + timedelta(minutes=event.minutes)
     nudge_id = nudge_id_for(profile.user_id, event.event_id, target.rule, target.kind)
     snoozed = (("snoozed_from", target.nudge_id),)
+    kept = tuple(kv for kv in target.data if kv[0] != "snoozed_from")
     nudge = Nudge(
         nudge_id=nudge_id,
         user=profile.user_id,
@@ -252,7 +253,7 @@ def _command(
         expires_at=due + timedelta(hours=1),
         source_event_id=target.source_event_id,
         evidence=target.evidence,
-        data=snoozed,
+        data=tuple(sorted((*kept, *snoozed))),
     )
     if target.kind == "protein":  # the contract's numbers, as they stand when it comes back
         ctx = Context(event=event, profile=profile, state=state, before=state, now=now)
@@ -276,7 +277,11 @@ def decide(event: Event, profile: Profile, state: UserState, now: datetime) -> D
     ctx = Context(event=seen, profile=profile, state=after, before=state, now=now)
     placed: list[Nudge] = []
     dropped: list[tuple[str, str]] = []
+    ids: set[str] = set()
     for nudge in apply_rules(ctx):
+        if nudge.nudge_id in ids:
+            continue  # e.g. R7 pairing one cardio with two leg days: one warning is enough
+        ids.add(nudge.nudge_id)
         p, why = place(nudge, profile, now)
         if p is None:
             dropped.append((nudge.nudge_id, why))
@@ -322,6 +327,7 @@ def published(state: UserState, nudge: Nudge) -> UserState:
         due_at=nudge.due_at,
         source_event_id=nudge.source_event_id,
         evidence=nudge.evidence,
+        data=nudge.data,
     )
     recent = tuple(n for n in state.recent_nudges if n.nudge_id != nudge.nudge_id)
     pending = state.pending_protein

@@ -111,7 +111,7 @@ class SettingsConfig(Strict):
     """Overrides of our own defaults (RULES.md *default*), globally or per user."""
 
     cooldown_minutes: Annotated[int, between(1, 60, " minutes")] | None = None
-    winddown_minutes: Annotated[int, between(0, 180, " minutes")] | None = None
+    winddown_minutes: Annotated[int, between(5, 180, " minutes")] | None = None
     protein_reminder_delay_minutes: Annotated[int, between(0, 600, " minutes")] | None = None
     sleep_latency_minutes: Annotated[int, between(0, 120, " minutes")] | None = None
     few_hours: Annotated[float, between(0.5, 12, " hours")] | None = None

@@ -318,6 +318,7 @@ class NudgeSummary:
     source_event_id: str
     evidence: tuple[str, ...] = ()
     acknowledged: bool = False
+    data: tuple[tuple[str, Any], ...] = ()  # the nudge's own numbers, so a snooze keeps them
 
 
 @dataclass(frozen=True)
