@@ -11,7 +11,7 @@ import json
 import sqlite3
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from mosquitto import BrokerFactory
@@ -29,6 +29,20 @@ def protein_nudges(rec: Recorder, user: str, event_id: str) -> list[dict[str, ob
     return [
         n for n in rec.nudges(user, BASE) if n["rule"] == "R8" and n["source_event_id"] == event_id
     ]
+
+
+def report(
+    case: str, rec: Recorder, event: dict[str, str], base: str, since: float | None = None
+) -> None:
+    """Print how late the reminder came (shown with pytest -s; figures for the README)."""
+    (msg,) = [
+        m
+        for m in rec.on(f"{base}/alex/nudge")
+        if m.json()["rule"] == "R8" and m.json()["source_event_id"] == event["event_id"]
+    ]
+    due = datetime.fromisoformat(msg.json()["due_at"]).timestamp()
+    extra = f", {msg.at - since:.2f} s after the broker returned" if since else ""
+    print(f"\n{case}: reminder received once, {msg.at - due:+.2f} s after its due time{extra}")
 
 
 def handled(svc: ServiceProcess, event_id: str) -> bool:
@@ -69,6 +83,7 @@ def test_kill_9_after_an_event_the_scheduled_nudge_still_fires_once(
         )
         time.sleep(2)
         assert len(protein_nudges(rec, "alex", event["event_id"])) == 1
+        report("kill -9 after the event", rec, event, BASE)
     finally:
         svc.close()
         rec.stop()
@@ -95,6 +110,7 @@ def test_nudge_due_while_the_service_is_down_is_sent_late_once(
         )
         time.sleep(1.5)
         assert len(protein_nudges(rec, "alex", event["event_id"])) == 1
+        report("due while the service was down", rec, event, BASE)
     finally:
         svc.close()
         rec.stop()
@@ -116,11 +132,13 @@ def test_broker_down_when_a_nudge_falls_due_it_arrives_once_when_back(
         svc.wait_log("waits for the connection", timeout=15)
         assert protein_nudges(rec, "alex", event["event_id"]) == []
         broker.start()
+        back = time.time()
         rec.wait_for(
             lambda r: len(protein_nudges(r, "alex", event["event_id"])) >= 1, 30, "the reminder"
         )
         time.sleep(2)
         assert len(protein_nudges(rec, "alex", event["event_id"])) == 1
+        report("broker down at the due time", rec, event, BASE, since=back)
     finally:
         svc.close()
         rec.stop()
