@@ -1,0 +1,830 @@
+"""Recovery Coach benchmarks: the live service against what the broker itself allows.
+
+One command (`bench/run`, or `python -m bench`) starts its own mosquitto on a free port (per-
+client queue limits lifted), the service as a child process (`python -m recovery_coach.cli
+run`) on a temporary store, and drives it from this process with one paho client:
+
+1. floor        a bare paho echo client (bench/echo.py, its own process) through the same
+                broker: round trip p50/p99 and QoS 1 messages/s
+2. latency      workout event published -> first nudge received, sequential events
+3. throughput   a QoS 1 burst over 100 users; every immediate nudge received, every
+                scheduled job stored, lost and duplicated nudges counted
+4. punctuality  protein reminders (R8) of many users due within one minute: published
+                time - due time
+5. scale        many users with their pending jobs in the store: resident memory,
+                start-up time (process start -> first event handled), latency at that size
+
+Figures are printed as a markdown table and written to bench/results/latest-<store>.json.
+Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from mosquitto import MosquittoBroker  # type: ignore[import-not-found]  # noqa: E402
+
+HOST = "127.0.0.1"
+BASE = "rc_bench"
+PG_ADMIN_URL = os.environ.get("RC_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of values, in the values' unit."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, round(p / 100 * len(s) + 0.5) - 1))
+    return s[k]
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def midday_zone(now: datetime | None = None) -> str:
+    """An Etc/GMT zone where it is about midday now, so no nudge meets the sleep window."""
+    now = now or datetime.now(UTC)
+    offset = (12 - now.hour + 12) % 24 - 12
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
+def workout(event_id: str, ended_at: datetime) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "ended_at": ended_at.isoformat(),
+        "kind": "strength",
+        "focus": "legs",
+        "rpe": 7,
+        "duration_min": 50,
+    }
+
+
+def log(msg: str) -> None:
+    print(f"[{datetime.now(UTC).strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+# ------------------------------------------------------------------ the load client
+
+
+@dataclass
+class Got:
+    nudge_id: str
+    source: str
+    rule: str
+    kind: str
+    due_at: float
+    at: float
+
+
+@dataclass
+class LoadClient:
+    """One paho client (TCP_NODELAY, QoS 1) that publishes events and records nudges."""
+
+    port: int
+    topics: list[str]
+    nudges: list[Got] = field(default_factory=list)
+    raw: dict[str, list[float]] = field(default_factory=dict)  # topic -> receive times
+
+    def __post_init__(self) -> None:
+        self.cond = threading.Condition()
+        self.first: dict[str, float] = {}  # source event id -> first nudge received
+        self.ids: dict[str, int] = {}  # nudge id -> times received
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"bench-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        self.client.max_inflight_messages_set(0)  # unlimited: a burst is a burst
+        self.client.max_queued_messages_set(0)
+        self.client.on_socket_open = nodelay
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    def _on_connect(self, c: mqtt.Client, u: Any, flags: Any, rc: Any, props: Any) -> None:
+        c.subscribe([(t, 1) for t in self.topics])
+
+    def _on_subscribe(self, c: mqtt.Client, u: Any, mid: int, rcs: Any, props: Any) -> None:
+        self._subscribed.set()
+
+    def _on_message(self, c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
+        at = time.time()
+        topic = msg.topic
+        if topic.endswith("/nudge"):
+            body = json.loads(msg.payload)
+            got = Got(
+                body["nudge_id"],
+                body["source_event_id"],
+                body["rule"],
+                body["kind"],
+                datetime.fromisoformat(body["due_at"]).timestamp(),
+                at,
+            )
+            with self.cond:
+                self.nudges.append(got)
+                self.ids[got.nudge_id] = self.ids.get(got.nudge_id, 0) + 1
+                if got.source not in self.first:
+                    self.first[got.source] = at
+                self.cond.notify_all()
+        else:
+            with self.cond:
+                self.raw.setdefault(topic, []).append(at)
+                self.cond.notify_all()
+
+    def start(self) -> LoadClient:
+        self.client.connect(HOST, self.port)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise RuntimeError("load client could not subscribe")
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish(self, topic: str, payload: dict[str, Any] | bytes) -> None:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.client.publish(topic, body, qos=1)
+
+    def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.time() + timeout
+        with self.cond:
+            while not predicate():
+                left = deadline - time.time()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+        return True
+
+
+# ------------------------------------------------------------------ stores
+
+
+@dataclass
+class Store:
+    kind: str  # sqlite | postgres
+    workdir: Path
+    _dbs: list[str] = field(default_factory=list)
+
+    def new_url(self, name: str) -> str:
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.workdir / (name + '.db')}"
+        db = f"rc_bench_{name}_{os.getpid()}"
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}"'))
+            conn.execute(text(f'CREATE DATABASE "{db}"'))
+        admin.dispose()
+        self._dbs.append(db)
+        return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + db
+
+    def close(self) -> None:
+        if not self._dbs:
+            return
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for db in self._dbs:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def ensure_postgres() -> None:
+    """Start the machine's PostgreSQL cluster if nothing answers on 5432."""
+    engine = create_engine(PG_ADMIN_URL)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        return
+    except Exception:
+        log("PostgreSQL is not answering: starting it")
+    finally:
+        engine.dispose()
+    versions = sorted(os.listdir("/etc/postgresql")) if Path("/etc/postgresql").is_dir() else []
+    if not versions:
+        raise RuntimeError("no PostgreSQL installed (/etc/postgresql is missing)")
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"], check=True
+    )
+    for _ in range(50):
+        with contextlib.suppress(Exception):
+            engine = create_engine(PG_ADMIN_URL)
+            with engine.connect() as conn:
+                conn.execute(text("select 1"))
+            engine.dispose()
+            return
+        time.sleep(0.2)
+    raise RuntimeError("PostgreSQL did not come up")
+
+
+# ------------------------------------------------------------------ the service
+
+
+class Service:
+    """`recovery-coach run` as a child process with a generated config."""
+
+    profile_dir: Path | None = None  # --py-spy: record each process with py-spy
+
+    def __init__(self, workdir: Path, name: str, port: int, url: str) -> None:
+        self.dir = workdir / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port
+        self.url = url
+        self.config = self.dir / "config.yaml"
+        self.log_path = self.dir / "service.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.spy: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+
+    def write_config(self, n_users: int, zone: str, extra: str = "") -> list[str]:
+        """Users u000000.. in one zone; one line each, as a generated config would be."""
+        users = [f"u{i:06d}" for i in range(n_users)]
+        lines = [
+            f"base_topic: {BASE}",
+            f"store: {self.url}",
+            "log_level: INFO",
+            f"timezone: {zone}",
+            f"broker: {{host: {HOST}, port: {self.port}, client_id: rc-bench-{self.dir.name}}}",
+            extra,
+            "users:",
+        ]
+        lines += [f"  {u}: {{weight_kg: 80, goal: general, wake_time: '07:00'}}" for u in users]
+        self.config.write_text("\n".join(lines) + "\n")
+        return users
+
+    def start(self) -> Service:
+        out = self.log_path.open("ab")
+        self.started_at = time.time()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "recovery_coach.cli", "run", "--config", str(self.config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=self.dir,
+        )
+        if self.profile_dir is not None:
+            out_file = self.profile_dir / f"{self.dir.name}-{self.proc.pid}.speedscope.json"
+            self.spy = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(self.proc.pid), "--rate", "250",
+                 "--format", "speedscope", "--output", str(out_file), "--threads", "--nonblocking"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_log(self, needle: str, timeout: float, count: int = 1) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.log().count(needle) >= count:
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"service: '{needle}' not seen; log tail:\n{self.log()[-3000:]}")
+
+    def rss_mb(self) -> tuple[float, float]:
+        """(VmRSS, VmHWM) of the service process in MB."""
+        assert self.proc is not None
+        fields: dict[str, float] = {}
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) / 1024
+        return round(fields["VmRSS"], 1), round(fields["VmHWM"], 1)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self.spy is not None:
+            self.spy.wait(30)  # py-spy writes its file when the process exits
+            self.spy = None
+
+
+@contextlib.contextmanager
+def running(svc: Service) -> Iterator[Service]:
+    svc.start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+def store_rows(url: str, sql: str) -> list[Any]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text(sql)).all())
+    finally:
+        engine.dispose()
+
+
+# ------------------------------------------------------------------ 1. floor
+
+
+def bench_floor(port: int, n_latency: int, n_burst: int) -> dict[str, Any]:
+    prefix = f"floor{uuid.uuid4().hex[:6]}"
+    echo = subprocess.Popen(
+        [sys.executable, "-m", "bench.echo", str(port), prefix],
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+        assert echo.stdout is not None
+        echo.stdout.readline()  # "ready"
+        lc = LoadClient(port, [f"{prefix}/resp"]).start()
+        resp = f"{prefix}/resp"
+
+        def count() -> int:
+            return len(lc.raw.get(resp, []))
+
+        for i in range(50):  # warm up
+            n = count()
+            lc.publish(f"{prefix}/req", b"w%d" % i)
+            lc.wait(lambda n=n: count() > n, 5)  # type: ignore[misc]
+        rtts: list[float] = []
+        for i in range(n_latency):
+            n = count()
+            t0 = time.time()
+            lc.publish(f"{prefix}/req", b"x%d" % i)
+            lc.wait(lambda n=n: count() > n, 5)  # type: ignore[misc]
+            rtts.append(lc.raw[resp][n] - t0)
+        base = count()
+        t0 = time.time()
+        for i in range(n_burst):
+            lc.publish(f"{prefix}/req", b"b%d" % i)
+        ok = lc.wait(lambda: count() >= base + n_burst, 60)
+        t1 = lc.raw[resp][-1]
+        lc.stop()
+        return {
+            "round_trips": n_latency,
+            "p50_ms": ms(pct(rtts, 50)),
+            "p99_ms": ms(pct(rtts, 99)),
+            "burst": n_burst,
+            "burst_complete": ok,
+            "msgs_per_s": round(n_burst / (t1 - t0)),
+        }
+    finally:
+        echo.send_signal(signal.SIGTERM)
+        echo.wait(10)
+
+
+# ------------------------------------------------------------------ 2. latency
+
+
+def latency_run(
+    lc: LoadClient, users: list[str], n: int, tag: str, step: int = 1
+) -> tuple[list[float], int]:
+    """Sequential events (each waits for its first nudge); returns (latencies, timeouts)."""
+    lat: list[float] = []
+    timeouts = 0
+    for i in range(n):
+        user = users[(i * step) % len(users)]
+        eid = f"{tag}-{i}"
+        t0 = time.time()
+        lc.publish(f"{BASE}/{user}/workout/completed", workout(eid, datetime.now(UTC)))
+        if lc.wait(lambda eid=eid: eid in lc.first, 10):  # type: ignore[misc]
+            lat.append(lc.first[eid] - t0)
+        else:
+            timeouts += 1
+    return lat, timeouts
+
+
+def latency_figures(lat: list[float], timeouts: int, floor_p50_ms: float) -> dict[str, Any]:
+    p50 = ms(pct(lat, 50))
+    return {
+        "events": len(lat) + timeouts,
+        "timeouts": timeouts,
+        "p50_ms": p50,
+        "p99_ms": ms(pct(lat, 99)),
+        "max_ms": ms(max(lat)) if lat else None,
+        "mean_ms": ms(statistics.fmean(lat)) if lat else None,
+        "ratio_to_floor_p50": round(p50 / floor_p50_ms, 2) if floor_p50_ms else None,
+    }
+
+
+# ------------------------------------------------------------------ 3. throughput
+
+
+def bench_throughput(lc: LoadClient, svc: Service, users: list[str], n: int) -> dict[str, Any]:
+    tag = f"tp{uuid.uuid4().hex[:6]}"
+    ids = [f"{tag}-{i}" for i in range(n)]
+    now = datetime.now(UTC)
+    bodies = [
+        (f"{BASE}/{users[i % len(users)]}/workout/completed", json.dumps(workout(e, now)).encode())
+        for i, e in enumerate(ids)
+    ]
+    with lc.cond:
+        before = len(lc.nudges)
+    t0 = time.time()
+    for topic, body in bodies:
+        lc.client.publish(topic, body, qos=1)
+    t_sent = time.time()
+    complete = lc.wait(lambda: all(e in lc.first for e in ids), 120)
+    t_first_all = max((lc.first.get(e, 0.0) for e in ids), default=t0)
+    # Let stragglers in (the other immediate nudges of the last events), then check the store.
+    time.sleep(2.0)
+    with lc.cond:
+        mine = [g for g in lc.nudges[before:] if g.source.startswith(tag)]
+    received = {g.nudge_id for g in mine}
+    dup = sum(c - 1 for nid, c in lc.ids.items() if nid in received and c > 1)
+    rows = store_rows(
+        svc.url,
+        "select n.nudge_id, n.status, n.due_at, n.payload, j.id is not null "
+        "from rc_nudges n left join apscheduler_jobs j on j.id = n.nudge_id",
+    )
+    check_at = time.time()
+    stored_immediate = 0
+    scheduled = 0
+    scheduled_with_job = 0
+    lost = 0
+    for nudge_id, status, due_at, payload, has_job in rows:
+        if not json.loads(payload)["source_event_id"].startswith(tag):
+            continue
+        if status == "published" or due_at <= check_at:  # its time has come: must be out
+            stored_immediate += 1
+            if nudge_id not in received:
+                lost += 1
+        elif status == "pending" and due_at > check_at:
+            scheduled += 1
+            scheduled_with_job += int(bool(has_job))
+    events_without_nudge = sum(1 for e in ids if e not in lc.first)
+    last_immediate = max((g.at for g in mine), default=t0)
+    return {
+        "events": n,
+        "users": len(users),
+        "complete": complete,
+        "publish_s": round(t_sent - t0, 3),
+        "events_per_s": round(n / (t_first_all - t0)),
+        "all_immediate_s": round(last_immediate - t0, 3),
+        "events_per_s_all_immediate": round(n / (last_immediate - t0)),
+        "immediate_nudges_received": len(received),
+        "immediate_nudges_stored": stored_immediate,
+        "scheduled_jobs_expected": scheduled,
+        "scheduled_jobs_stored": scheduled_with_job,
+        "events_without_nudge": events_without_nudge,
+        "lost": lost + events_without_nudge + (scheduled - scheduled_with_job),
+        "duplicated": dup,
+    }
+
+
+# ------------------------------------------------------------------ 4. punctuality
+
+
+def bench_punctuality(
+    port: int, store: Store, workdir: Path, n_jobs: int, lead_s: float
+) -> dict[str, Any]:
+    """n_jobs users each get a protein reminder (R8: ended_at + 60 min) due in one minute."""
+    url = store.new_url("punct")
+    svc = Service(workdir, "punct", port, url)
+    users = svc.write_config(n_jobs, midday_zone())
+    lc = LoadClient(port, [f"{BASE}/+/nudge"]).start()
+    try:
+        with running(svc):
+            svc.wait_log("connected to", 120)
+            # Settle: the first start plans every user's day (DayStart) and announces them.
+            warm = "warm-0"
+            lc.publish(f"{BASE}/{users[0]}/workout/completed", workout(warm, datetime.now(UTC)))
+            lc.wait(lambda: warm in lc.first, 300)
+            window_start = time.time() + lead_s
+            window_start = float(int(window_start) // 60 * 60 + 60)  # the next whole minute
+            due = [window_start + 60.0 * i / n_jobs for i in range(n_jobs)]
+            tag = f"pu{uuid.uuid4().hex[:6]}"
+            t0 = time.time()
+            for i, user in enumerate(users):
+                ended = datetime.fromtimestamp(due[i], UTC) - timedelta(minutes=60)
+                lc.client.publish(
+                    f"{BASE}/{user}/workout/completed",
+                    json.dumps(workout(f"{tag}-{i}", ended)).encode(),
+                    qos=1,
+                )
+            stored = lc.wait(lambda: sum(1 for s in lc.first if s.startswith(tag)) >= n_jobs, 120)
+            t_stored = time.time()
+            log(
+                f"punctuality: {n_jobs} events handled in {t_stored - t0:.1f}s; "
+                f"window opens in {window_start - t_stored:.1f}s"
+            )
+
+            def protein() -> list[Got]:
+                return [g for g in lc.nudges if g.kind == "protein" and g.source.startswith(tag)]
+
+            lc.wait(lambda: len(protein()) >= n_jobs, window_start + 60 - time.time() + 60)
+            time.sleep(1)
+            with lc.cond:
+                got = protein()
+            late = [g.at - g.due_at for g in got]
+            rss = svc.rss_mb()
+            return {
+                "jobs": n_jobs,
+                "window_s": 60,
+                "handled_before_window": stored and t_stored < window_start,
+                "published": len({g.nudge_id for g in got}),
+                "missing": n_jobs - len({g.nudge_id for g in got}),
+                "duplicated": len(got) - len({g.nudge_id for g in got}),
+                "lateness_p50_ms": ms(pct(late, 50)),
+                "lateness_p99_ms": ms(pct(late, 99)),
+                "lateness_max_ms": ms(max(late)) if late else None,
+                "early": sum(1 for x in late if x < 0),
+                "rss_mb": rss[0],
+            }
+    finally:
+        lc.stop()
+
+
+# ------------------------------------------------------------------ 5. scale
+
+
+def bench_scale(
+    port: int, store: Store, workdir: Path, n_users: int, n_latency: int, floor_p50: float
+) -> dict[str, Any]:
+    url = store.new_url("scale")
+    svc = Service(workdir, "scale", port, url)
+    t0 = time.time()
+    users = svc.write_config(n_users, midday_zone())
+    log(f"scale: config of {n_users} users written ({time.time() - t0:.1f}s); seeding")
+    # Seed through the service itself: the first start plans every user's day (R9 wind-down
+    # and bedtime nudges, the next day start), exactly the rows a running install holds.
+    t0 = time.time()
+    with running(svc):
+        deadline = time.time() + 900
+        while time.time() < deadline:
+            time.sleep(1)
+            with contextlib.suppress(Exception):
+                n = store_rows(url, "select count(*) from apscheduler_jobs where id like 'day:%'")
+                if n[0][0] >= n_users:
+                    break
+            if svc.proc is not None and svc.proc.poll() is not None:
+                raise RuntimeError(f"service died while seeding:\n{svc.log()[-3000:]}")
+        svc.wait_log("connected to", 60)
+    seed_s = time.time() - t0
+    counts = store_rows(
+        url,
+        "select (select count(*) from apscheduler_jobs), "
+        "(select count(*) from rc_nudges where status = 'pending'), "
+        "(select count(*) from rc_user_states)",
+    )[0]
+    log(f"scale: seeded in {seed_s:.1f}s: {counts[0]} jobs, {counts[1]} pending nudges")
+    lc = LoadClient(port, [f"{BASE}/+/nudge"]).start()
+    try:
+        svc.started_at = 0.0
+        first = "start-0"
+        svc.start()
+        t_start = svc.started_at
+        # Queued by the broker in the service's persistent session until it is back.
+        lc.publish(f"{BASE}/{users[-1]}/workout/completed", workout(first, datetime.now(UTC)))
+        handled = lc.wait(lambda: first in lc.first, 120)
+        startup = lc.first[first] - t_start if handled else None
+        try:
+            lat, timeouts = latency_run(lc, users, n_latency, f"sc{uuid.uuid4().hex[:6]}", 7919)
+            rss = svc.rss_mb()
+        finally:
+            svc.stop()
+        return {
+            "users": n_users,
+            "jobs_in_store": counts[0],
+            "pending_nudges": counts[1],
+            "seed_s": round(seed_s, 1),
+            "startup_s": round(startup, 3) if startup is not None else None,
+            "rss_mb": rss[0],
+            "peak_rss_mb": rss[1],
+            "latency": latency_figures(lat, timeouts, floor_p50),
+        }
+    finally:
+        lc.stop()
+
+
+# ------------------------------------------------------------------ main
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mosq = subprocess.run(
+        ["/usr/sbin/mosquitto", "-h"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "mosquitto": mosq[0].replace("mosquitto version ", "") if mosq else "?",
+        "kernel": platform.release(),
+    }
+
+
+@dataclass(frozen=True)
+class Sizes:
+    floor_rtts: int
+    floor_burst: int
+    latency: int
+    burst: int
+    punct_jobs: int
+    punct_lead_s: float
+    scale_users: int
+    scale_latency: int
+
+
+FULL = Sizes(2000, 20000, 1000, 5000, 10000, 20.0, 100_000, 1000)
+QUICK = Sizes(500, 5000, 300, 2000, 2000, 10.0, 10_000, 200)
+
+
+def run_store(kind: str, sizes: Sizes, sections: set[str], keep: bool) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"rc-bench-{kind}-"))
+    if kind == "postgres":
+        ensure_postgres()
+    store = Store(kind, workdir)
+    result: dict[str, Any] = {"store": kind, "machine": machine(), "sizes": sizes.__dict__}
+    # set_tcp_nodelay: mosquitto's own sockets would otherwise hold small packets back
+    # (Nagle + delayed ACK: 40 ms per hop), for the floor and the service alike.
+    broker = MosquittoBroker(
+        directory=workdir / "broker", persistence=False, extra_config="set_tcp_nodelay true"
+    )
+    broker.start()
+    try:
+        port = broker.port
+        log(f"{kind}: mosquitto on {HOST}:{port}, work in {workdir}")
+        floor_p50 = 0.0
+        if "floor" in sections:
+            result["floor"] = bench_floor(port, sizes.floor_rtts, sizes.floor_burst)
+            floor_p50 = result["floor"]["p50_ms"]
+            log(f"floor: {result['floor']}")
+        if sections & {"latency", "throughput"}:
+            svc = Service(workdir, "main", port, store.new_url("main"))
+            users = svc.write_config(100, midday_zone())
+            lc = LoadClient(port, [f"{BASE}/+/nudge"]).start()
+            try:
+                with running(svc):
+                    svc.wait_log("connected to", 60)
+                    latency_run(lc, users, 100, "warm")  # warm up: imports, caches, pages
+                    if "latency" in sections:
+                        lat, timeouts = latency_run(lc, users, sizes.latency, "lat")
+                        result["latency"] = latency_figures(lat, timeouts, floor_p50)
+                        log(f"latency: {result['latency']}")
+                    if "throughput" in sections:
+                        result["throughput"] = bench_throughput(lc, svc, users, sizes.burst)
+                        log(f"throughput: {result['throughput']}")
+                    result["main_rss_mb"] = svc.rss_mb()[0]
+            finally:
+                lc.stop()
+        if "punctuality" in sections:
+            result["punctuality"] = bench_punctuality(
+                port, store, workdir, sizes.punct_jobs, sizes.punct_lead_s
+            )
+            log(f"punctuality: {result['punctuality']}")
+        if "scale" in sections:
+            result["scale"] = bench_scale(
+                port, store, workdir, sizes.scale_users, sizes.scale_latency, floor_p50
+            )
+            log(f"scale: {result['scale']}")
+    finally:
+        broker.close()
+        store.close()
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def _get(d: dict[str, Any], *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return "-"
+        d = d[p]
+    return d
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """A markdown table: one row per figure, one column per store."""
+    rows: list[tuple[str, str, tuple[str, ...]]] = [
+        ("1 floor", "echo round trip p50 / p99 (ms)", ("floor.p50_ms", "floor.p99_ms")),
+        ("1 floor", "echo QoS 1 messages/s", ("floor.msgs_per_s",)),
+        ("2 latency", "event -> first nudge p50 / p99 (ms)", ("latency.p50_ms", "latency.p99_ms")),
+        ("2 latency", "p50 / floor p50", ("latency.ratio_to_floor_p50",)),
+        ("3 throughput", "events/s (first nudge of every event)", ("throughput.events_per_s",)),
+        (
+            "3 throughput",
+            "events/s (every immediate nudge)",
+            ("throughput.events_per_s_all_immediate",),
+        ),
+        (
+            "3 throughput",
+            "immediate nudges received / stored",
+            ("throughput.immediate_nudges_received", "throughput.immediate_nudges_stored"),
+        ),
+        (
+            "3 throughput",
+            "scheduled jobs stored / expected",
+            ("throughput.scheduled_jobs_stored", "throughput.scheduled_jobs_expected"),
+        ),
+        ("3 throughput", "lost / duplicated", ("throughput.lost", "throughput.duplicated")),
+        ("4 punctuality", "jobs due in one minute", ("punctuality.jobs",)),
+        (
+            "4 punctuality",
+            "lateness p50 / p99 (ms)",
+            ("punctuality.lateness_p50_ms", "punctuality.lateness_p99_ms"),
+        ),
+        (
+            "4 punctuality",
+            "missing / duplicated",
+            ("punctuality.missing", "punctuality.duplicated"),
+        ),
+        ("5 scale", "users / jobs in store", ("scale.users", "scale.jobs_in_store")),
+        ("5 scale", "resident memory (MB), peak", ("scale.rss_mb", "scale.peak_rss_mb")),
+        ("5 scale", "start-up: process start -> first event handled (s)", ("scale.startup_s",)),
+        (
+            "5 scale",
+            "latency p50 / p99 at that size (ms)",
+            ("scale.latency.p50_ms", "scale.latency.p99_ms"),
+        ),
+    ]
+    head = "| section | figure | " + " | ".join(r["store"] for r in results) + " |"
+    out = [head, "|---|---|" + "---|" * len(results)]
+    for section, label, paths in rows:
+        cells = [" / ".join(str(_get(r, *p.split("."))) for p in paths) for r in results]
+        out.append(f"| {section} | {label} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--store", choices=("sqlite", "postgres", "both"), default="sqlite")
+    ap.add_argument("--quick", action="store_true", help="smaller sizes, a few minutes")
+    ap.add_argument(
+        "--only",
+        default="floor,latency,throughput,punctuality,scale",
+        help="comma-separated sections (floor, latency, throughput, punctuality, scale)",
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument(
+        "--py-spy",
+        metavar="DIR",
+        type=Path,
+        help="record every service process with py-spy into DIR (speedscope JSON)",
+    )
+    args = ap.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    if args.py_spy is not None:
+        args.py_spy.mkdir(parents=True, exist_ok=True)
+        Service.profile_dir = args.py_spy.resolve()
+    sections = set(args.only.split(","))
+    kinds = ["sqlite", "postgres"] if args.store == "both" else [args.store]
+    results = []
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for kind in kinds:
+        res = run_store(kind, sizes, sections, args.keep)
+        res["quick"] = args.quick
+        (out_dir / f"latest-{kind}.json").write_text(json.dumps(res, indent=2) + "\n")
+        results.append(res)
+    m = results[0]["machine"]
+    print(
+        f"\n{m['date']}: {m['nproc']} cores, {m['cpu']}, Python {m['python']}, "
+        f"mosquitto {m['mosquitto']}{' (quick)' if args.quick else ''}\n"
+    )
+    print(table(results))
+    return 0
