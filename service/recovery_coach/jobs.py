@@ -90,6 +90,29 @@ class Scheduler:
         self, job_id: str, func: str, args: list[Any], at: datetime, grace: timedelta, name: str
     ) -> JobRow:
         at = at.astimezone(UTC)
+        # Exactly what Job(...).__getstate__() returns (tests/test_jobs.py compares them),
+        # built directly: constructing a Job costs more than everything else per nudge.
+        state = {
+            "version": 1,
+            "id": job_id,
+            "func": func,
+            "trigger": DateTrigger(run_date=at, timezone=UTC),
+            "executor": "default",
+            "args": args,
+            "kwargs": {},
+            "name": name,
+            "misfire_grace_time": max(1, int(grace.total_seconds())),
+            "coalesce": True,
+            "max_instances": 1,
+            "next_run_time": at,
+        }
+        return JobRow(job_id, at.timestamp(), pickle.dumps(state, pickle.HIGHEST_PROTOCOL))
+
+    def job_state_via_apscheduler(
+        self, job_id: str, func: str, args: list[Any], at: datetime, grace: timedelta, name: str
+    ) -> dict[str, Any]:
+        """The state APScheduler itself would pickle for this job (for tests)."""
+        at = at.astimezone(UTC)
         job = Job(
             self.aps,
             id=job_id,
@@ -104,8 +127,8 @@ class Scheduler:
             max_instances=1,
             next_run_time=at,
         )
-        state = pickle.dumps(job.__getstate__(), pickle.HIGHEST_PROTOCOL)
-        return JobRow(job_id, at.timestamp(), state)
+        state: dict[str, Any] = job.__getstate__()
+        return state
 
     def nudge_row(self, nudge: Nudge) -> JobRow:
         grace = nudge.expires_at - nudge.due_at if nudge.expires_at else NO_EXPIRY_GRACE
