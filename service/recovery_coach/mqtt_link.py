@@ -85,7 +85,9 @@ class MqttLink:
             manual_ack=True,
         )
         self.client.enable_logger(logging.getLogger("paho"))
-        self.client.max_inflight_messages_set(1000)
+        # No client-side cap: with one, paho rescans every outgoing message on each PUBACK
+        # (quadratic in a burst). Brokers queue or refuse what they will not take in flight.
+        self.client.max_inflight_messages_set(0)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.will_set(status_topic, "offline", qos=1, retain=True)
