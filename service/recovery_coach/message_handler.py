@@ -55,13 +55,28 @@ class Outcome:
 class MessageHandler:
     """Turns inbound messages and daily ticks into saved decisions."""
 
-    def __init__(self, base: str, profiles: Mapping[str, Profile], repo: Repository) -> None:
+    def __init__(
+        self,
+        base: str,
+        profiles: Mapping[str, Profile],
+        repo: Repository,
+        *,
+        filter_published: bool = True,
+    ) -> None:
+        """`filter_published=False`: the caller drops already published nudges itself, for
+        a whole batch at once (the live service: one query per batch, not one per event)."""
         self.base = base
         self.profiles = dict(profiles)
         self.repo = repo
+        self.filter_published = filter_published
+
+    def parse(self, topic: str, body: bytes | str, received_at: datetime) -> Accepted | Refused:
+        return parse(topic, body, base=self.base, users=self.profiles, received_at=received_at)
 
     def handle(self, topic: str, body: bytes | str, received_at: datetime) -> Outcome:
-        parsed = parse(topic, body, base=self.base, users=self.profiles, received_at=received_at)
+        return self.handle_parsed(self.parse(topic, body, received_at), received_at)
+
+    def handle_parsed(self, parsed: Accepted | Refused, received_at: datetime) -> Outcome:
         if isinstance(parsed, Refused):
             return Outcome(user=parsed.user, event_id=parsed.event_id, refused=parsed)
         return self._apply(parsed, received_at)
@@ -83,7 +98,7 @@ class MessageHandler:
         except coach.RefusalError as exc:
             out.refused = Refused(user, msg.topic, str(exc), event.event_id)
             return out
-        nudges = self._unpublished(decision)
+        nudges = self._unpublished(decision) if self.filter_published else list(decision.nudges)
         for nudge_id, why in decision.dropped:
             log.debug("nudge %s for %s %s", nudge_id, user, why)
         self.repo.save(user, event.event_id, decision.state, nudges, decision.cancel)

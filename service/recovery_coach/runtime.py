@@ -15,6 +15,7 @@ import logging
 import queue
 import random
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from . import __version__, discovery, jobs
 from .coach import next_day_start, state_view
 from .config import BrokerConfig, Config
 from .embedded_broker import EmbeddedBroker, PortTakenError, port_free, speaks_mqtt
-from .inbound import Refused
+from .inbound import Accepted, Refused
 from .message_handler import MessageHandler, Outcome
 from .models import Nudge
 from .mqtt_link import Inbound, MqttLink
@@ -35,6 +36,7 @@ from .store import PENDING, SqlRepository, make_engine
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
+SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005
 IMMEDIATE = timedelta(milliseconds=50)  # due this soon: publish after the commit, no job
 HISTORY_SECONDS = 30 * 24 * 3600  # handled event ids are remembered this long
 INBOUND = (
@@ -117,7 +119,7 @@ class Service:
         self.profiles = cfg.profiles()
         self.engine = make_engine(cfg.store)
         self.repo = SqlRepository(self.engine, self.profiles)
-        self.handler = MessageHandler(self.base, self.profiles, self.repo)
+        self.handler = MessageHandler(self.base, self.profiles, self.repo, filter_published=False)
         self.scheduler = jobs.Scheduler(self.engine)
         self.queue: queue.SimpleQueue[Work] = queue.SimpleQueue()
         self.health = Health()
@@ -213,13 +215,16 @@ class Service:
                     batch.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
-            try:
-                self._process(batch)
-            except Exception as exc:  # the service must stay up; the batch will come back
-                self.repo.rollback()
-                self.repo.forget_cache()
-                self._error(f"internal error while handling a batch: {exc!r}")
-                log.exception("batch of %d failed; its messages stay unacknowledged", len(batch))
+            self._safely(batch)
+
+    def _safely(self, batch: list[Work]) -> None:
+        try:
+            self._process(batch)
+        except Exception as exc:  # the service must stay up; the batch will come back
+            self.repo.rollback()
+            self.repo.forget_cache()
+            self._error(f"internal error while handling a batch: {exc!r}")
+            log.exception("batch of %d failed; its messages stay unacknowledged", len(batch))
 
     def _process(self, batch: list[Work]) -> None:
         now = datetime.now(UTC)
@@ -228,22 +233,29 @@ class Service:
         immediate: list[Nudge] = []
         fire: list[Fire] = []
         changed: set[str] = set()
+        outcomes: list[Outcome] = []
         jobs_added = False
         announce = False
-        for item in batch:
+        # Parse first, so that one query tells which events were already handled.
+        parsed: dict[int, Accepted | Refused] = {}
+        for i, item in enumerate(batch):
+            if isinstance(item, Inbound) and item.topic != discovery.HA_STATUS_TOPIC:
+                parsed[i] = self.handler.parse(item.topic, item.payload, now)
+        self.repo.prefetch_seen(
+            (p.user, p.event.event_id) for p in parsed.values() if isinstance(p, Accepted)
+        )
+        for i, item in enumerate(batch):
             if isinstance(item, Inbound):
                 acks.append((item.mid, item.qos))
                 if item.topic == discovery.HA_STATUS_TOPIC:
                     if item.payload.strip() == b"online":
                         self._announce_later()
                     continue
-                out = self.handler.handle(item.topic, item.payload, now)
-                jobs_added |= self._absorb(out, now, immediate, refusals, changed)
+                outcomes.append(self.handler.handle_parsed(parsed[i], now))
             elif isinstance(item, DayStart):
                 if item.user not in self.profiles:
                     continue
-                out = self.handler.day_started(item.user, now)
-                jobs_added |= self._absorb(out, now, immediate, refusals, changed)
+                outcomes.append(self.handler.day_started(item.user, now))
                 at = next_day_start(self.profiles[item.user], now)
                 self.repo.stage_job(self.scheduler.day_row(item.user, at))
                 jobs_added = True
@@ -261,16 +273,27 @@ class Service:
             elif isinstance(item, Housekeeping):
                 self.repo.prune(time.time() - HISTORY_SECONDS)
                 self._diagnostics()
+        # Nudges that already went out are never sent again (stable ids): one query for the
+        # whole batch, then job rows for the rest.
+        sent = self.repo.resolve_staged() if outcomes else set()
+        for out in outcomes:
+            if sent:
+                out.scheduled = [n for n in out.scheduled if n.nudge_id not in sent]
+            jobs_added |= self._absorb(out, now, immediate, refusals, changed)
         if self.repo.has_staged():
             self.repo.commit()
-        if jobs_added:
-            self.scheduler.wakeup()
-        for mid, qos in acks:
-            self.link.ack(mid, qos)
-        for r in refusals:
-            self._refusal(r)
+        else:
+            self.repo.end_reads()
+        # What the user is waiting for goes first; acks and the scheduler's wake-up (its
+        # thread then queries the job table, competing for the GIL) come after.
         for nudge in immediate:
             self._publish_nudge(nudge, now)
+        for mid, qos in acks:
+            self.link.ack(mid, qos)
+        if jobs_added:
+            self.scheduler.wakeup()
+        for r in refusals:
+            self._refusal(r)
         for f in fire:
             self._fire(f, now)
         if announce:
@@ -349,7 +372,7 @@ class Service:
         if mid is not None:
             self._inflight[mid] = nudge
             self._handed.add(nudge.nudge_id)
-            log.info(
+            log.debug(  # at INFO this line cost more than deciding the nudge
                 "nudge %s (%s %s) published for %s",
                 nudge.nudge_id,
                 nudge.rule,
@@ -491,6 +514,10 @@ def choose_broker(cfg: Config) -> tuple[BrokerConfig, EmbeddedBroker | None]:
 def run(cfg: Config, config_path: Path | None = None) -> int:
     """Run until SIGTERM or SIGINT; exit code for the command line."""
     _setup_logging(cfg.log_level)
+    # The worker and paho's network thread hand the GIL to each other around every socket
+    # and SQLite call; with the default 5 ms switch interval a thread back from I/O can wait
+    # that long for the other to let go (bench: p50 about 1 ms lower with 0.5 ms).
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         broker, embedded = choose_broker(cfg)
     except PortTakenError as exc:

@@ -8,6 +8,7 @@ stored, and a kill -9 at any point leaves either all of them or none.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import time
@@ -34,7 +35,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from .models import Nudge, Profile, UserState
@@ -91,6 +91,7 @@ jobs = Table(
 )
 
 PENDING, PUBLISHED, CANCELLED, EXPIRED = "pending", "published", "cancelled", "expired"
+CHUNK = 400  # ids per IN (...) list: well under SQLite's 999 bound parameters
 
 _state_codec: TypeAdapter[UserState] = TypeAdapter(UserState)
 
@@ -164,6 +165,56 @@ class SqlRepository:
         self._staged_jobs: dict[str, JobRow] = {}
         self._staged_published: dict[str, float] = {}
         self._staged_expired: set[str] = set()
+        # Per batch: what the store already holds, read with one query each (prefetch_seen,
+        # resolve_staged) instead of one query per event.
+        self._seen_checked: set[tuple[str, str]] = set()
+        self._seen_known: set[tuple[str, str]] = set()
+        self._existing: dict[str, str] | None = None  # staged nudge id -> stored status
+        self._state_rows: set[str] = set()  # users whose state row exists in the store
+        # The worker's own DBAPI connection for the hot path: plain SQL, no SQL compilation,
+        # no pool checkout per statement (that overhead was most of an event's cost).
+        self._raw: Any = None
+        self._qmark = engine.dialect.paramstyle == "qmark"
+
+    # -- the hot path: plain SQL on the worker's connection
+
+    def _sql(self, text: str) -> str:
+        return text if self._qmark else text.replace("?", "%s")
+
+    def _cursor(self) -> Any:
+        if self._raw is None:
+            self._raw = self.engine.raw_connection()
+        return self._raw.cursor()
+
+    def _query(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
+        cur = self._cursor()
+        try:
+            cur.execute(self._sql(text), params)
+            return list(cur.fetchall())
+        finally:
+            cur.close()
+
+    def _exec(self, cur: Any, text: str, params: Sequence[Any]) -> None:
+        cur.execute(self._sql(text), params)
+
+    def _many(self, cur: Any, text: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            cur.executemany(self._sql(text), rows)
+
+    def end_reads(self) -> None:
+        """End the read transaction a driver may have opened (PostgreSQL), between batches."""
+        if self._raw is not None:
+            try:
+                self._raw.rollback()
+            except Exception:
+                self._drop_raw()
+                raise
+
+    def _drop_raw(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            with contextlib.suppress(Exception):  # already gone
+                raw.invalidate()  # a broken connection is not returned to the pool
 
     # -- Repository protocol (message_handler.Repository)
 
@@ -171,31 +222,48 @@ class SqlRepository:
         if user in self._staged_states:
             return self._staged_states[user]
         if user not in self._states:
-            with self.engine.connect() as conn:
-                text = conn.execute(
-                    select(user_states.c.state).where(user_states.c.user_id == user)
-                ).scalar()
+            rows = self._query("SELECT state FROM rc_user_states WHERE user_id = ?", (user,))
+            text = rows[0][0] if rows else None
             self._states[user] = decode_state(text) if text else UserState()
+            if text:
+                self._state_rows.add(user)
         return self._states[user]
 
+    def prefetch_seen(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Read which of these (user, event id) pairs were handled, in one query per 400."""
+        todo = list(set(keys) - self._seen_checked)
+        for i in range(0, len(todo), CHUNK):
+            chunk = todo[i : i + CHUNK]
+            users = sorted({u for u, _ in chunk})
+            events = sorted({e for _, e in chunk})
+            rows = self._query(
+                f"SELECT user_id, event_id FROM rc_handled_events WHERE user_id IN "
+                f"({_marks(len(users))}) AND event_id IN ({_marks(len(events))})",
+                [*users, *events],
+            )
+            self._seen_known.update((r[0], r[1]) for r in rows)
+        self._seen_checked.update(todo)
+
     def seen(self, user: str, event_id: str) -> bool:
-        if (user, event_id) in self._staged_events:
+        key = (user, event_id)
+        if key in self._staged_events or key in self._seen_known:
             return True
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(handled_events.c.event_id).where(
-                    handled_events.c.user_id == user, handled_events.c.event_id == event_id
-                )
-            ).first()
-        return row is not None
+        if key in self._seen_checked:
+            return False
+        rows = self._query(
+            "SELECT 1 FROM rc_handled_events WHERE user_id = ? AND event_id = ?", (user, event_id)
+        )
+        return bool(rows)
 
     def published(self, nudge_ids: Sequence[str]) -> set[str]:
         done = {i for i in nudge_ids if i in self._staged_published}
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(nudges.c.nudge_id).where(
-                    nudges.c.nudge_id.in_(list(nudge_ids)), nudges.c.status != PENDING
-                )
+        ids = list(nudge_ids)
+        for i in range(0, len(ids), CHUNK):
+            chunk = ids[i : i + CHUNK]
+            rows = self._query(
+                f"SELECT nudge_id FROM rc_nudges WHERE nudge_id IN ({_marks(len(chunk))}) "
+                "AND status <> ?",
+                [*chunk, PENDING],
             )
             done.update(r[0] for r in rows)
         return done
@@ -235,6 +303,25 @@ class SqlRepository:
     def staged_nudges(self) -> list[Nudge]:
         return list(self._staged_nudges.values())
 
+    def resolve_staged(self) -> set[str]:
+        """Drop staged nudges that already went out (or expired, or were cancelled and
+        published); returns their ids. One query per batch for what `published` asks per
+        event; it also tells `_write` which staged ids are new (plain inserts)."""
+        self._existing = {}
+        ids = list(self._staged_nudges)
+        for i in range(0, len(ids), CHUNK):
+            chunk = ids[i : i + CHUNK]
+            rows = self._query(
+                f"SELECT nudge_id, status FROM rc_nudges WHERE nudge_id IN ({_marks(len(chunk))})",
+                chunk,
+            )
+            self._existing.update((r[0], r[1]) for r in rows)
+        done = {i for i, status in self._existing.items() if status != PENDING}
+        done.update(i for i in ids if i in self._staged_published)
+        for nudge_id in done:
+            self._staged_nudges.pop(nudge_id, None)
+        return done
+
     def has_staged(self) -> bool:
         return bool(
             self._staged_states
@@ -249,12 +336,35 @@ class SqlRepository:
     def commit(self) -> None:
         """Write everything staged in one transaction."""
         now = time.time()
-        with self.engine.begin() as conn:
-            self._write(conn, now)
+        self._cursor().close()  # make sure the connection exists
+        cur = self._raw.cursor()
+        try:
+            self._write(cur, now)
+            cur.close()
+            self._raw.commit()
+        except BaseException:
+            self._abort()
+            raise
         self._states.update(self._staged_states)
-        self.rollback()
+        self._state_rows.update(self._staged_states)
+        self._clear()
+
+    def _abort(self) -> None:
+        try:
+            if self._raw is not None:
+                self._raw.rollback()
+        except Exception:
+            self._drop_raw()
 
     def rollback(self) -> None:
+        """Forget everything staged (the batch failed; its messages stay unacknowledged)."""
+        self._abort()
+        self._clear()
+
+    def _clear(self) -> None:
+        self._seen_checked.clear()
+        self._seen_known.clear()
+        self._existing = None
         self._staged_states.clear()
         self._staged_events.clear()
         self._staged_nudges.clear()
@@ -265,82 +375,116 @@ class SqlRepository:
 
     def forget_cache(self) -> None:
         self._states.clear()
+        self._state_rows.clear()
 
-    def _write(self, conn: Connection, now: float) -> None:
+    def _write(self, cur: Any, now: float) -> None:
+        if self._existing is None:
+            for nudge_id in self.resolve_staged():
+                self._staged_jobs.pop(nudge_id, None)
+        existing = self._existing or {}
         if self._staged_states:
-            keys = list(self._staged_states)
-            conn.execute(delete(user_states).where(user_states.c.user_id.in_(keys)))
-            conn.execute(
-                insert(user_states),
-                [
-                    {"user_id": u, "state": encode_state(s), "updated_at": now}
-                    for u, s in self._staged_states.items()
-                ],
+            # Rows known to exist are updated in place; the others (new users, or users
+            # never loaded in this process) are replaced.
+            old = [u for u in self._staged_states if u in self._state_rows]
+            new = [u for u in self._staged_states if u not in self._state_rows]
+            self._many(
+                cur,
+                "UPDATE rc_user_states SET state = ?, updated_at = ? WHERE user_id = ?",
+                [(encode_state(self._staged_states[u]), now, u) for u in old],
             )
-        if self._staged_events:
-            conn.execute(
-                insert(handled_events),
-                [{"user_id": u, "event_id": e, "handled_at": now} for u, e in self._staged_events],
-            )
-        gone = set(self._staged_cancel) | set(self._staged_nudges) | set(self._staged_jobs)
-        if gone:
-            conn.execute(delete(jobs).where(jobs.c.id.in_(list(gone))))
-        if self._staged_cancel:
-            conn.execute(
-                update(nudges)
-                .where(nudges.c.nudge_id.in_(list(self._staged_cancel)), nudges.c.status == PENDING)
-                .values(status=CANCELLED)
-            )
-        if self._staged_nudges:
-            ids = list(self._staged_nudges)
-            conn.execute(
-                delete(nudges).where(nudges.c.nudge_id.in_(ids), nudges.c.status == PENDING)
-            )
-            conn.execute(
-                insert(nudges),
-                [self._outbox_values(n) for n in self._staged_nudges.values()],
-            )
-        if self._staged_jobs:
-            conn.execute(
-                insert(jobs),
-                [
-                    {"id": j.job_id, "next_run_time": j.next_run_time, "job_state": j.state}
-                    for j in self._staged_jobs.values()
-                ],
-            )
-        for nudge_id, at in self._staged_published.items():
-            conn.execute(
-                update(nudges)
-                .where(nudges.c.nudge_id == nudge_id, nudges.c.status == PENDING)
-                .values(status=PUBLISHED, published_at=at)
-            )
-        if self._staged_expired:
-            conn.execute(
-                update(nudges)
-                .where(
-                    nudges.c.nudge_id.in_(list(self._staged_expired)), nudges.c.status == PENDING
+            if new:
+                self._in(cur, "DELETE FROM rc_user_states WHERE user_id IN ({})", new)
+                self._many(
+                    cur,
+                    "INSERT INTO rc_user_states (user_id, state, updated_at) VALUES (?, ?, ?)",
+                    [(u, encode_state(self._staged_states[u]), now) for u in new],
                 )
-                .values(status=EXPIRED)
-            )
+        self._many(
+            cur,
+            "INSERT INTO rc_handled_events (user_id, event_id, handled_at) VALUES (?, ?, ?)",
+            [(u, e, now) for u, e in self._staged_events],
+        )
+        # A job row exists only beside a stored nudge (same id), or for a day start: a nudge
+        # the store has never seen needs no delete before its insert.
+        replaced = [i for i in self._staged_nudges if i in existing]
+        gone = set(self._staged_cancel) | set(replaced)
+        gone.update(j for j in self._staged_jobs if j.startswith("day:") or j in existing)
+        self._in(cur, f"DELETE FROM {JOBS_TABLE} WHERE id IN ({{}})", sorted(gone))
+        self._in(
+            cur,
+            "UPDATE rc_nudges SET status = ? WHERE nudge_id IN ({}) AND status = ?",
+            sorted(self._staged_cancel),
+            (CANCELLED,),
+            (PENDING,),
+        )
+        self._in(
+            cur,
+            "DELETE FROM rc_nudges WHERE nudge_id IN ({}) AND status = ?",
+            replaced,
+            (),
+            (PENDING,),
+        )
+        self._many(
+            cur,
+            "INSERT INTO rc_nudges (nudge_id, user_id, due_at, expires_at, status, payload, nudge) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [self._outbox_values(n) for n in self._staged_nudges.values()],
+        )
+        self._many(
+            cur,
+            f"INSERT INTO {JOBS_TABLE} (id, next_run_time, job_state) VALUES (?, ?, ?)",
+            [(j.job_id, j.next_run_time, j.state) for j in self._staged_jobs.values()],
+        )
+        self._many(
+            cur,
+            "UPDATE rc_nudges SET status = ?, published_at = ? WHERE nudge_id = ? AND status = ?",
+            [(PUBLISHED, at, i, PENDING) for i, at in self._staged_published.items()],
+        )
+        self._in(
+            cur,
+            "UPDATE rc_nudges SET status = ? WHERE nudge_id IN ({}) AND status = ?",
+            sorted(self._staged_expired),
+            (EXPIRED,),
+            (PENDING,),
+        )
 
-    def _outbox_values(self, n: Nudge) -> dict[str, Any]:
+    def _in(
+        self,
+        cur: Any,
+        template: str,
+        ids: Sequence[str],
+        before: tuple[Any, ...] = (),
+        after: tuple[Any, ...] = (),
+    ) -> None:
+        """Run `template` (one `{}` for the IN list) over ids, CHUNK at a time."""
+        for i in range(0, len(ids), CHUNK):
+            chunk = list(ids[i : i + CHUNK])
+            self._exec(cur, template.format(_marks(len(chunk))), [*before, *chunk, *after])
+
+    def _outbox_values(self, n: Nudge) -> tuple[Any, ...]:
         tz = self.profiles[n.user].tz
-        return {
-            "nudge_id": n.nudge_id,
-            "user_id": n.user,
-            "due_at": ts(n.due_at),
-            "expires_at": ts(n.expires_at) if n.expires_at else None,
-            "status": PENDING,
-            "payload": json.dumps(n.payload(tz), ensure_ascii=False),
-            "nudge": pickle.dumps(n, pickle.HIGHEST_PROTOCOL),
-        }
+        return (
+            n.nudge_id,
+            n.user,
+            ts(n.due_at),
+            ts(n.expires_at) if n.expires_at else None,
+            PENDING,
+            json.dumps(n.payload(tz), ensure_ascii=False),
+            pickle.dumps(n, pickle.HIGHEST_PROTOCOL),
+        )
 
     # -- reads for the shell
 
     def outbox(self, nudge_id: str) -> OutboxRow | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(nudges).where(nudges.c.nudge_id == nudge_id)).first()
-        return None if row is None else _outbox_row(row)
+        rows = self._query(
+            "SELECT nudge_id, user_id, due_at, expires_at, status, nudge FROM rc_nudges "
+            "WHERE nudge_id = ?",
+            (nudge_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return OutboxRow(r[0], r[1], r[2], r[3], r[4], pickle.loads(r[5]))
 
     def pending_without_job(self) -> list[OutboxRow]:
         """Pending nudges with no APScheduler job: published-late candidates after a restart."""
@@ -420,6 +564,10 @@ def _outbox_row(row: Any) -> OutboxRow:
         status=row.status,
         nudge=pickle.loads(row.nudge),
     )
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
 
 
 def utc(timestamp: float) -> datetime:
