@@ -10,6 +10,7 @@ redelivered event is recognised by its id and adds nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import queue
@@ -36,6 +37,7 @@ from .store import PENDING, SqlRepository, make_engine
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
+ANNOUNCE_CHUNK = 200  # users' discovery and state per batch while announcing
 SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005
 IMMEDIATE = timedelta(milliseconds=50)  # due this soon: publish after the commit, no job
 HISTORY_SECONDS = 30 * 24 * 3600  # handled event ids are remembered this long
@@ -86,11 +88,18 @@ class Announce:
 
 
 @dataclass(frozen=True)
+class AnnounceMore:
+    """Publish the next chunk of discovery and states (an announce in progress)."""
+
+
+@dataclass(frozen=True)
 class Housekeeping:
     """Prune old ids and publish diagnostics."""
 
 
-Work = Inbound | Fire | DayStart | Missed | PubAck | Connected | Announce | Housekeeping
+Work = (
+    Inbound | Fire | DayStart | Missed | PubAck | Connected | Announce | AnnounceMore | Housekeeping
+)
 
 
 @dataclass
@@ -125,7 +134,15 @@ class Service:
         self.health = Health()
         self.stopping = threading.Event()
         self.removed_users: set[str] = set()
+        self.added_users: set[str] = set()
+        # Announcing is done ANNOUNCE_CHUNK users per batch, so that events go on being
+        # handled while 100,000 users' discovery and states go out.
+        self._announce_todo: list[str] = []
+        self._announce_queued = False
+        self._announce_fingerprint = ""  # of a full announce in progress
+        self._stale: set[str] = set()  # state changed while the broker was away
         self._inflight: dict[int, Nudge] = {}
+        self._inflight_users: dict[str, int] = {}  # nudges awaiting PUBACK, per user
         self._handed: set[str] = set()  # given to paho in this process; paho resends them
         self._worker = threading.Thread(target=self._work, name="coach-worker", daemon=True)
         self._timers: list[threading.Timer] = []
@@ -197,8 +214,11 @@ class Service:
             n = self.repo.remove_user(user)
             log.info("user %s left the config: %d pending nudge(s) cancelled", user, n)
         added = set(self.profiles) - known
+        self.added_users = added
         if added:
-            log.info("new user(s): %s", ", ".join(sorted(added)))
+            names = sorted(added)
+            more = f" and {len(names) - 20} more" if len(names) > 20 else ""
+            log.info("new user(s): %s%s", ", ".join(names[:20]), more)
         self.repo.set_users(self.profiles)
 
     # ------------------------------------------------------------ the worker
@@ -235,7 +255,7 @@ class Service:
         changed: set[str] = set()
         outcomes: list[Outcome] = []
         jobs_added = False
-        announce = False
+        announce: bool | None = None  # True: everything; False: only what changed
         # Parse first, so that one query tells which events were already handled.
         parsed: dict[int, Accepted | Refused] = {}
         for i, item in enumerate(batch):
@@ -266,10 +286,15 @@ class Service:
             elif isinstance(item, Missed):
                 self._missed(item.job_id)
             elif isinstance(item, Connected):
-                announce = True
+                # A resumed session means the broker kept our retained messages too: only
+                # what changed goes out again, unless the announcement itself changed.
+                full = not item.session_present or not self._announced_as_now()
+                announce = bool(announce) or full
                 fire.extend(self._overdue())
             elif isinstance(item, Announce):
                 announce = True
+            elif isinstance(item, AnnounceMore):
+                self._announce_queued = False
             elif isinstance(item, Housekeeping):
                 self.repo.prune(time.time() - HISTORY_SECONDS)
                 self._diagnostics()
@@ -296,10 +321,15 @@ class Service:
             self._refusal(r)
         for f in fire:
             self._fire(f, now)
-        if announce:
-            self._announce()
+        if announce is not None:
+            self._announce(full=announce)
         for user in changed:
-            self._publish_state(user, now)
+            # A user with nudges still awaiting PUBACK gets one state, after the last one
+            # (it names the last nudge), instead of one now and one again a moment later.
+            if user not in self._inflight_users:
+                self._publish_state(user, now)
+        if self._announce_todo:
+            self._announce_some()
 
     def _absorb(
         self,
@@ -371,6 +401,7 @@ class Service:
         )
         if mid is not None:
             self._inflight[mid] = nudge
+            self._inflight_users[nudge.user] = self._inflight_users.get(nudge.user, 0) + 1
             self._handed.add(nudge.nudge_id)
             log.debug(  # at INFO this line cost more than deciding the nudge
                 "nudge %s (%s %s) published for %s",
@@ -384,6 +415,9 @@ class Service:
         nudge = self._inflight.pop(mid, None)
         if nudge is None:
             return  # state, error or discovery message
+        left = self._inflight_users.pop(nudge.user, 1) - 1
+        if left > 0:
+            self._inflight_users[nudge.user] = left
         self.health.nudges_published += 1
         self.repo.stage_published(nudge.nudge_id, time.time())
         if nudge.user in self.profiles:
@@ -416,9 +450,12 @@ class Service:
         self.health.last_error_at = time.time()
 
     def _publish_state(self, user: str, now: datetime) -> None:
-        if user not in self.profiles or not self.link.connected.is_set():
+        if user not in self.profiles:
             return
-        view = state_view(self.profiles[user], self.repo.load(user), now)
+        if not self.link.connected.is_set():
+            self._stale.add(user)  # published on the next connect
+            return
+        view = state_view(self.profiles[user], self.repo.peek(user), now)
         self.link.publish(f"{self.base}/{user}/state", json.dumps(view), qos=1, retain=True)
 
     def _announce_later(self) -> None:
@@ -428,20 +465,56 @@ class Service:
         timer.daemon = True
         timer.start()
 
-    def _announce(self) -> None:
+    def _fingerprint(self) -> str:
+        """What a full announcement says: version, topics, and every user's name."""
+        h = hashlib.sha256(f"{__version__}|{self.base}|{self.cfg.homeassistant_discovery}".encode())
+        for user, profile in sorted(self.profiles.items()):
+            h.update(f"|{user}={profile.name}".encode())
+        return h.hexdigest()
+
+    def _announced_as_now(self) -> bool:
+        return self.repo.get_meta("announced") == self._fingerprint()
+
+    def _announce(self, *, full: bool) -> None:
+        """Removals now; discovery and states of everyone (full) or of the users added to
+        the config and those whose state changed while the broker was away, in chunks."""
         if not self.link.connected.is_set():
             return
-        now = datetime.now(UTC)
         for user in sorted(self.removed_users):
-            for topic, payload in discovery.removal_messages(user):
-                self.link.publish(topic, payload, qos=1, retain=True)
+            if self.cfg.homeassistant_discovery:
+                for topic, payload in discovery.removal_messages(user):
+                    self.link.publish(topic, payload, qos=1, retain=True)
             self.link.publish(f"{self.base}/{user}/state", b"", qos=1, retain=True)
-        for user, profile in sorted(self.profiles.items()):
-            for topic, payload in discovery.discovery_messages(
-                self.base, user, profile.name, __version__
-            ):
-                self.link.publish(topic, payload, qos=1, retain=True)
+        users = set(self.profiles) if full else (self.added_users | self._stale)
+        self.added_users = set()
+        self._stale.clear()
+        if full:
+            self._announce_fingerprint = self._fingerprint()
+        self._announce_todo = sorted(set(self._announce_todo) | (users & set(self.profiles)))
+        if not self._announce_todo:
+            self._diagnostics()
+
+    def _announce_some(self) -> None:
+        if not self.link.connected.is_set():
+            return  # the next connect announces again
+        now = datetime.now(UTC)
+        chunk = self._announce_todo[:ANNOUNCE_CHUNK]
+        del self._announce_todo[:ANNOUNCE_CHUNK]
+        for user in chunk:
+            if self.cfg.homeassistant_discovery:
+                for topic, payload in discovery.discovery_messages(
+                    self.base, user, self.profiles[user].name, __version__
+                ):
+                    self.link.publish(topic, payload, qos=1, retain=True)
             self._publish_state(user, now)
+        if self._announce_todo:
+            if not self._announce_queued:
+                self._announce_queued = True
+                self.queue.put(AnnounceMore())
+            return
+        if self._announce_fingerprint:
+            self.repo.set_meta("announced", self._announce_fingerprint)
+            self._announce_fingerprint = ""
         self._diagnostics()
 
     def diagnostics(self) -> dict[str, Any]:

@@ -80,6 +80,14 @@ users = Table(
     Column("announced_at", Float, nullable=False),
 )
 
+# Small facts about the service itself (e.g. what was last announced to Home Assistant).
+meta = Table(
+    "rc_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
 # APScheduler's own table, declared here exactly as SQLAlchemyJobStore declares it, so that job
 # rows can be written in our transaction; the job store reads and removes them.
 jobs = Table(
@@ -228,6 +236,15 @@ class SqlRepository:
             if text:
                 self._state_rows.add(user)
         return self._states[user]
+
+    def peek(self, user: str) -> UserState:
+        """The user's state, without keeping it in the cache (announcing 100,000 users)."""
+        if user in self._staged_states:
+            return self._staged_states[user]
+        if user in self._states:
+            return self._states[user]
+        rows = self._query("SELECT state FROM rc_user_states WHERE user_id = ?", (user,))
+        return decode_state(rows[0][0]) if rows and rows[0][0] else UserState()
 
     def prefetch_seen(self, keys: Iterable[tuple[str, str]]) -> None:
         """Read which of these (user, event id) pairs were handled, in one query per 400."""
@@ -537,6 +554,16 @@ class SqlRepository:
             conn.execute(delete(jobs).where(jobs.c.id.like(f"day:{user}:%")))
         self._states.pop(user, None)
         return len(ids)
+
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
+        return None if value is None else str(value)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(meta).where(meta.c.key == key))
+            conn.execute(insert(meta).values(key=key, value=value))
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
