@@ -272,20 +272,32 @@ class Service:
         self.spy: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
 
-    def write_config(self, n_users: int, zone: str, extra: str = "") -> list[str]:
-        """Users u000000.. in one zone; one line each, as a generated config would be."""
+    def write_config(self, n_users: int, zone: str, *, as_json: bool = False) -> list[str]:
+        """Users u000000.. in one zone (midday there, so nothing meets the sleep window),
+        each with their own weight and wake time, as a generated config would hold them."""
         users = [f"u{i:06d}" for i in range(n_users)]
-        lines = [
-            f"base_topic: {BASE}",
-            f"store: {self.url}",
-            "log_level: INFO",
-            f"timezone: {zone}",
-            f"broker: {{host: {HOST}, port: {self.port}, client_id: rc-bench-{self.dir.name}}}",
-            extra,
-            "users:",
-        ]
-        lines += [f"  {u}: {{weight_kg: 80, goal: general, wake_time: '07:00'}}" for u in users]
-        self.config.write_text("\n".join(lines) + "\n")
+        cfg: dict[str, Any] = {
+            "base_topic": BASE,
+            "store": self.url,
+            "log_level": "INFO",
+            "timezone": zone,
+            "broker": {"host": HOST, "port": self.port, "client_id": f"rc-bench-{self.dir.name}"},
+            "users": {
+                u: {
+                    "weight_kg": 50 + i % 61,
+                    "goal": ("general", "hypertrophy", "strength", "endurance")[i % 4],
+                    "wake_time": f"{6 + i % 2:02d}:{(i * 15) % 60:02d}",
+                }
+                for i, u in enumerate(users)
+            },
+        }
+        if as_json:  # JSON is YAML's subset; the service reads it with the json module
+            self.config.write_text(json.dumps(cfg))
+        else:
+            lines = [f"{k}: {json.dumps(v)}" for k, v in cfg.items() if k != "users"]
+            lines.append("users:")
+            lines += [f"  {u}: {json.dumps(c)}" for u, c in cfg["users"].items()]
+            self.config.write_text("\n".join(lines) + "\n")
         return users
 
     def start(self) -> Service:
@@ -525,11 +537,12 @@ def bench_punctuality(
         with running(svc):
             svc.wait_log("connected to", 120)
             # Settle: the first start plans every user's day (DayStart) and announces them.
-            warm = "warm-0"
-            lc.publish(f"{BASE}/{users[0]}/workout/completed", workout(warm, datetime.now(UTC)))
+            warm = "warm-0"  # cardio: no protein reminder (R8 is once a day per user)
+            body = {**workout(warm, datetime.now(UTC)), "kind": "cardio", "focus": None}
+            body.pop("focus")
+            lc.publish(f"{BASE}/{users[0]}/workout/completed", body)
             lc.wait(lambda: warm in lc.first, 300)
             window_start = time.time() + lead_s
-            window_start = float(int(window_start) // 60 * 60 + 60)  # the next whole minute
             due = [window_start + 60.0 * i / n_jobs for i in range(n_jobs)]
             tag = f"pu{uuid.uuid4().hex[:6]}"
             t0 = time.time()
@@ -582,7 +595,7 @@ def bench_scale(
     url = store.new_url("scale")
     svc = Service(workdir, "scale", port, url)
     t0 = time.time()
-    users = svc.write_config(n_users, midday_zone())
+    users = svc.write_config(n_users, midday_zone(), as_json=True)
     log(f"scale: config of {n_users} users written ({time.time() - t0:.1f}s); seeding")
     # Seed through the service itself: the first start plans every user's day (R9 wind-down
     # and bedtime nudges, the next day start), exactly the rows a running install holds.
@@ -592,8 +605,12 @@ def bench_scale(
         while time.time() < deadline:
             time.sleep(1)
             with contextlib.suppress(Exception):
-                n = store_rows(url, "select count(*) from apscheduler_jobs where id like 'day:%'")
-                if n[0][0] >= n_users:
+                n = store_rows(
+                    url,
+                    "select (select count(*) from apscheduler_jobs where id like 'day:%'), "
+                    "(select count(*) from rc_meta where key = 'announced')",
+                )
+                if n[0][0] >= n_users and n[0][1] >= 1:  # days planned, everyone announced
                     break
             if svc.proc is not None and svc.proc.poll() is not None:
                 raise RuntimeError(f"service died while seeding:\n{svc.log()[-3000:]}")
