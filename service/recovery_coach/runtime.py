@@ -219,7 +219,7 @@ class Service:
             names = sorted(added)
             more = f" and {len(names) - 20} more" if len(names) > 20 else ""
             log.info("new user(s): %s%s", ", ".join(names[:20]), more)
-        self.repo.set_users(self.profiles)
+        self.repo.set_users(self.profiles, known)
 
     # ------------------------------------------------------------ the worker
 
@@ -379,8 +379,8 @@ class Service:
         now = time.time()
         return [
             Fire(r.user_id, r.nudge_id)
-            for r in self.repo.pending_without_job()
-            if r.due_at <= now and r.nudge_id not in self._handed
+            for r in self.repo.pending_without_job(due_by=now)
+            if r.nudge_id not in self._handed
         ]
 
     def _publish_nudge(self, nudge: Nudge, now: datetime) -> None:
@@ -611,7 +611,7 @@ def run(cfg: Config, config_path: Path | None = None) -> int:
     log.info(
         "recovery coach %s: %d user(s), base topic %s, broker %s:%s, config %s",
         __version__,
-        len(cfg.users),
+        len(service.profiles),
         cfg.base_topic,
         broker.host,
         broker.port,

@@ -65,7 +65,7 @@ nudges = Table(
     metadata,
     Column("nudge_id", String(64), primary_key=True),
     Column("user_id", String(32), nullable=False, index=True),
-    Column("due_at", Float, nullable=False),
+    Column("due_at", Float, nullable=False, index=True),
     Column("expires_at", Float, nullable=True),
     Column("status", String(12), nullable=False, index=True),
     Column("payload", Text, nullable=False),
@@ -503,14 +503,16 @@ class SqlRepository:
         r = rows[0]
         return OutboxRow(r[0], r[1], r[2], r[3], r[4], pickle.loads(r[5]))
 
-    def pending_without_job(self) -> list[OutboxRow]:
-        """Pending nudges with no APScheduler job: published-late candidates after a restart."""
+    def pending_without_job(self, due_by: float | None = None) -> list[OutboxRow]:
+        """Pending nudges with no APScheduler job: published-late candidates after a restart
+        (only those due by `due_by`, when given: 200,000 pending nudges took a second)."""
+        query = select(nudges).where(
+            nudges.c.status == PENDING, nudges.c.nudge_id.not_in(select(jobs.c.id))
+        )
+        if due_by is not None:
+            query = query.where(nudges.c.due_at <= due_by)
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(nudges)
-                .where(nudges.c.status == PENDING, nudges.c.nudge_id.not_in(select(jobs.c.id)))
-                .order_by(nudges.c.due_at)
-            ).all()
+            rows = conn.execute(query.order_by(nudges.c.due_at)).all()
         return [_outbox_row(r) for r in rows]
 
     def users_with_day_job(self) -> set[str]:
@@ -523,10 +525,11 @@ class SqlRepository:
         with self.engine.connect() as conn:
             return {r[0] for r in conn.execute(select(users.c.user_id))}
 
-    def set_users(self, user_ids: Iterable[str]) -> None:
+    def set_users(self, user_ids: Iterable[str], known: set[str] | None = None) -> None:
         wanted = set(user_ids)
         with self.engine.begin() as conn:
-            known = {r[0] for r in conn.execute(select(users.c.user_id))}
+            if known is None:
+                known = {r[0] for r in conn.execute(select(users.c.user_id))}
             if known - wanted:
                 conn.execute(delete(users).where(users.c.user_id.in_(list(known - wanted))))
             if wanted - known:
