@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from .local_time import iso_week, local_date, next_wake, night_around
+from .local_time import Night, iso_week, local_date, next_wake, night_around
 from .models import (
     CardioPlanned,
     DayStarted,
@@ -54,13 +54,21 @@ class RefusalError(Exception):
 # ------------------------------------------------------------------ placement
 
 
-def place(nudge: Nudge, profile: Profile, now: datetime) -> tuple[Nudge | None, str]:
-    """Apply what no rule may break; returns (placed nudge or None, what was done)."""
+def place(
+    nudge: Nudge, profile: Profile, now: datetime, night_now: Night | None = None
+) -> tuple[Nudge | None, str]:
+    """Apply what no rule may break; returns (placed nudge or None, what was done).
+
+    `night_now` (the night around `now`) may be passed in when placing many nudges at once.
+    """
     due = max(nudge.due_at, now)
     expires = nudge.expires_at
     note = "scheduled"
     if nudge.kind != "bedtime":
-        night = night_around(profile, due)
+        night = night_now or night_around(profile, now)
+        # Nights do not overlap: before the next night's bedtime no window can hold `due`.
+        if due >= night.wake:
+            night = night_around(profile, due)
         if night.contains(due):
             if nudge.kind not in DEFERRED_KINDS:
                 return None, "dropped: due inside the sleep window"
@@ -70,6 +78,8 @@ def place(nudge: Nudge, profile: Profile, now: datetime) -> tuple[Nudge | None, 
             note = "deferred to wake time"
     if expires is not None and expires <= due:
         return None, "dropped: expired before it was due"
+    if due == nudge.due_at and expires == nudge.expires_at:
+        return nudge, note
     return replace(nudge, due_at=due, expires_at=expires), note
 
 
@@ -79,6 +89,12 @@ def place(nudge: Nudge, profile: Profile, now: datetime) -> tuple[Nudge | None, 
 def _prune(state: UserState, now: datetime) -> UserState:
     horizon = now - HISTORY
     tz_day = (now - HISTORY).date()
+    if (
+        (not state.workouts or state.workouts[0].ended_at >= horizon)
+        and all(p.planned_at >= horizon for p in state.planned_cardio)
+        and (not state.soreness or state.soreness[0][0] >= tz_day)
+    ):
+        return state  # nothing old enough to forget (workouts and soreness are sorted)
     return replace(
         state,
         workouts=tuple(w for w in state.workouts if w.ended_at >= horizon),
@@ -282,7 +298,7 @@ def decide(event: Event, profile: Profile, state: UserState, now: datetime) -> D
         if nudge.nudge_id in ids:
             continue  # e.g. R7 pairing one cardio with two leg days: one warning is enough
         ids.add(nudge.nudge_id)
-        p, why = place(nudge, profile, now)
+        p, why = place(nudge, profile, now, ctx.night)
         if p is None:
             dropped.append((nudge.nudge_id, why))
         else:

@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from . import evidence as ev
 from .local_time import (
+    Night,
     fmt_clock,
     fmt_day_clock,
     iso_week,
@@ -57,6 +59,11 @@ class Context:
     @property
     def tz(self) -> Any:
         return self.profile.tz
+
+    @cached_property
+    def night(self) -> Night:
+        """The night around `now` (the next one not yet over), computed once per event."""
+        return night_around(self.profile, self.now)
 
     @property
     def workout(self) -> Workout | None:
@@ -456,7 +463,13 @@ def r9_bedtime(ctx: Context) -> Iterator[Nudge]:
     p = ctx.profile
     every_day = p.settings.bedtime_every_day
     w = ctx.workout
-    night = night_around(p, ctx.now)
+    planning = isinstance(ctx.event, DayStarted) if every_day else w is not None
+    if not planning and w is None:
+        return
+    night = ctx.night
+    late_workout = w is not None and night.contains(ctx.now)
+    if not late_workout and (not planning or ctx.now >= night.bedtime):
+        return  # the common case for a workout: nothing to word
     hours = _num(p.sleep_hours)
     wake = fmt_day_clock(night.wake, ctx.tz, ctx.now)
     data = {
@@ -465,7 +478,7 @@ def r9_bedtime(ctx: Context) -> Iterator[Nudge]:
         "wake_at": night.wake,
         "sleep_hours": p.sleep_hours,
     }
-    if w is not None and night.contains(ctx.now):
+    if late_workout:
         yield ctx.nudge(
             "R9",
             "bedtime",
@@ -479,9 +492,6 @@ def r9_bedtime(ctx: Context) -> Iterator[Nudge]:
             (ev.ACSM_SLEEP, ev.DOHERTY_2021),
             data,
         )
-        return
-    planning = isinstance(ctx.event, DayStarted) if every_day else w is not None
-    if not planning or ctx.now >= night.bedtime:
         return
     source = f"night:{local_date(night.wake, ctx.tz).isoformat()}"
     bedtime = fmt_clock(night.bedtime, ctx.tz)
