@@ -283,3 +283,22 @@ def test_ack_and_snooze_of_the_last_nudge(live: tuple[ServiceProcess, Recorder])
             sqlite3.connect(svc.db).execute("select count(*) from apscheduler_jobs").fetchone()[0]
         )
     assert after == before + 1  # the snoozed copy waits 30 min as a job
+
+
+def test_json_logs_are_one_object_a_line(tmp_path: Path, mosquitto: MosquittoBroker) -> None:
+    svc = ServiceProcess(
+        tmp_path,
+        port=mosquitto.port,
+        base="rc_jsonlog",
+        users={"alex": user_config()},
+        extra={"log_format": "json"},
+    )
+    try:
+        svc.start().wait_connected()
+        svc.stop()
+        lines = [line for line in svc.log().splitlines() if line.strip()]
+        records = [json.loads(line) for line in lines]
+        assert {"ts", "level", "logger", "msg"} <= set(records[0])
+        assert any(r["msg"].startswith("connected to") for r in records)
+    finally:
+        svc.close()

@@ -29,6 +29,7 @@ from .coach import next_day_start, state_view
 from .config import BrokerConfig, Config
 from .embedded_broker import EmbeddedBroker, PortTakenError, port_free, speaks_mqtt
 from .inbound import Accepted, Refused
+from .log_format import setup_logging
 from .message_handler import MessageHandler, Outcome
 from .models import Nudge
 from .mqtt_link import Inbound, MqttLink
@@ -548,17 +549,6 @@ class Service:
 # ---------------------------------------------------------------- run
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("amqtt", "transitions", "apscheduler.scheduler", "apscheduler.executors"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("amqtt").setLevel(logging.ERROR)
-    logging.getLogger("paho").setLevel(logging.WARNING)
-
-
 def choose_broker(cfg: Config) -> tuple[BrokerConfig, EmbeddedBroker | None]:
     """The configured broker, or the embedded one (or the broker already on its port)."""
     if cfg.broker is not None:
@@ -586,7 +576,7 @@ def choose_broker(cfg: Config) -> tuple[BrokerConfig, EmbeddedBroker | None]:
 
 def run(cfg: Config, config_path: Path | None = None) -> int:
     """Run until SIGTERM or SIGINT; exit code for the command line."""
-    _setup_logging(cfg.log_level)
+    setup_logging(cfg.log_level, cfg.log_format)
     # The worker and paho's network thread hand the GIL to each other around every socket
     # and SQLite call; with the default 5 ms switch interval a thread back from I/O can wait
     # that long for the other to let go (bench: p50 about 1 ms lower with 0.5 ms).
