@@ -35,3 +35,41 @@ def test_job_row_state_equals_apschedulers_own() -> None:
     assert job.func is jobs.fire_nudge
     assert job.next_run_time == at
     engine.dispose()
+
+
+def test_fired_job_removals_are_batched_and_spare_a_job_written_again() -> None:
+    from recovery_coach.store import jobs as jobs_table
+    from sqlalchemy import insert
+
+    engine = make_engine("sqlite://")
+    sched = jobs.Scheduler(engine)
+    store = sched.store
+    past = datetime(2020, 1, 1, tzinfo=UTC)
+    rows = [
+        sched._row(i, "recovery_coach.jobs:fire_nudge", ["alex", i], past, timedelta(hours=1), i)
+        for i in ("a", "b")
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(jobs_table),
+            [
+                {"id": r.job_id, "next_run_time": r.next_run_time, "job_state": r.state}
+                for r in rows
+            ],
+        )
+    now = datetime.now(UTC)
+    assert {j.id for j in store.get_due_jobs(now)} == {"a", "b"}
+    store.remove_job("a")
+    store.remove_job("b")
+    # "b" is written again (same id, due later) before the removals reach the table.
+    later = sched._row("b", "recovery_coach.jobs:fire_nudge", ["alex", "b"],
+                       now + timedelta(hours=1), timedelta(hours=1), "b")  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(jobs_table.delete().where(jobs_table.c.id == "b"))
+        conn.execute(
+            insert(jobs_table),
+            [{"id": "b", "next_run_time": later.next_run_time, "job_state": later.state}],
+        )
+    assert store.get_due_jobs(now) == []  # "a" is gone, "b" is not due yet
+    assert [j.id for j in store.get_all_jobs()] == ["b"]
+    engine.dispose()
