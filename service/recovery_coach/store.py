@@ -409,6 +409,8 @@ class SqlRepository:
                 "UPDATE rc_user_states SET state = ?, updated_at = ? WHERE user_id = ?",
                 [(encode_state(self._staged_states[u]), now, u) for u in old],
             )
+            if old and cur.rowcount != len(old):  # a row we thought was there is not
+                new += old
             if new:
                 self._in(cur, "DELETE FROM rc_user_states WHERE user_id IN ({})", new)
                 self._many(
