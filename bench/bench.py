@@ -687,8 +687,9 @@ class Sizes:
     scale_latency: int
 
 
-FULL = Sizes(2000, 20000, 1000, 5000, 10000, 20.0, 100_000, 1000)
-QUICK = Sizes(500, 5000, 300, 2000, 2000, 10.0, 10_000, 200)
+# The punctuality lead leaves time to handle every event before the first reminder is due.
+FULL = Sizes(2000, 20000, 1000, 5000, 10000, 60.0, 100_000, 1000)
+QUICK = Sizes(500, 5000, 300, 2000, 2000, 20.0, 10_000, 200)
 
 
 def run_store(kind: str, sizes: Sizes, sections: set[str], keep: bool) -> dict[str, Any]:
