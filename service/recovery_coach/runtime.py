@@ -142,6 +142,7 @@ class Service:
         self._announce_queued = False
         self._announce_fingerprint = ""  # of a full announce in progress
         self._stale: set[str] = set()  # state changed while the broker was away
+        self._scheduler_wake_by: float | None = None  # APScheduler wakes by then on its own
         self._inflight: dict[int, Nudge] = {}
         self._inflight_users: dict[str, int] = {}  # nudges awaiting PUBACK, per user
         self._handed: set[str] = set()  # given to paho in this process; paho resends them
@@ -306,6 +307,7 @@ class Service:
             if sent:
                 out.scheduled = [n for n in out.scheduled if n.nudge_id not in sent]
             jobs_added |= self._absorb(out, now, immediate, refusals, changed)
+        earliest_job = self.repo.earliest_staged_job()
         if self.repo.has_staged():
             self.repo.commit()
         else:
@@ -316,7 +318,7 @@ class Service:
             self._publish_nudge(nudge, now)
         for mid, qos in acks:
             self.link.ack(mid, qos)
-        if jobs_added:
+        if jobs_added and earliest_job is not None and self._wake_needed(earliest_job):
             self.scheduler.wakeup()
         for r in refusals:
             self._refusal(r)
@@ -331,6 +333,19 @@ class Service:
                 self._publish_state(user, now)
         if self._announce_todo:
             self._announce_some()
+
+    def _wake_needed(self, earliest: float) -> bool:
+        """Whether APScheduler must be woken for jobs as early as `earliest` (epoch s).
+
+        It wakes by itself at the run time it last read and then re-reads the table, so a
+        job due after that time needs no wake-up; each wake-up costs it two queries that
+        compete with the worker for the GIL (once per batch in a burst, otherwise).
+        """
+        wake_by = self._scheduler_wake_by
+        if wake_by is None or wake_by <= time.time() or earliest < wake_by:
+            self._scheduler_wake_by = earliest
+            return True
+        return False
 
     def _absorb(
         self,

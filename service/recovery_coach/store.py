@@ -308,6 +308,10 @@ class SqlRepository:
     def stage_job(self, row: JobRow) -> None:
         self._staged_jobs[row.job_id] = row
 
+    def earliest_staged_job(self) -> float | None:
+        """When the soonest job of this batch is due (epoch seconds), None without jobs."""
+        return min((j.next_run_time for j in self._staged_jobs.values()), default=None)
+
     def stage_state(self, user: str, state: UserState) -> None:
         self._staged_states[user] = state
 
