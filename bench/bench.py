@@ -891,7 +891,7 @@ Latest run of `bench/run --store {"both" if len(results) > 1 else results[0]["st
    QoS 1 messages/s echoed for a burst. The physical limit of one Python MQTT client here.
 2. **latency**: a workout event published (QoS 1) -> the first nudge received, sequential
    events over 100 users, after 100 warm-up events. The service decides, commits (one
-   transaction), then acknowledges and publishes.
+   transaction), then publishes and acknowledges.
 3. **throughput**: a QoS 1 burst over 100 users; events/s until every event's immediate
    nudges arrived. Lost = immediate nudges stored but not received, events without a nudge,
    scheduled nudges without their job row; duplicated = a nudge id received twice.
