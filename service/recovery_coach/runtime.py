@@ -38,6 +38,7 @@ from .store import PENDING, SqlRepository, make_engine
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
+IDLE_WAIT = 0.01  # seconds the worker waits on the socket when it has nothing to do
 ANNOUNCE_CHUNK = 200  # users' discovery and state per batch while announcing
 SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005
 IMMEDIATE = timedelta(milliseconds=50)  # due this soon: publish after the commit, no job
@@ -226,18 +227,19 @@ class Service:
     # ------------------------------------------------------------ the worker
 
     def _work(self) -> None:
+        """Network I/O and decisions in one thread: read, decide, commit, ack, publish."""
         while not self.stopping.is_set():
-            try:
-                first = self.queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            batch = [first]
+            # Jobs and timers put work on the queue from their own threads; waiting at most
+            # IDLE_WAIT in select() bounds how late they are seen.
+            self.link.pump(0.0 if not self.queue.empty() else IDLE_WAIT)
+            batch: list[Work] = []
             while len(batch) < MAX_BATCH:
                 try:
                     batch.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
-            self._safely(batch)
+            if batch:
+                self._safely(batch)
 
     def _safely(self, batch: list[Work]) -> None:
         try:
