@@ -31,19 +31,15 @@ def auto_mock_hass_config(mock_hass_config: None) -> None:
 
 
 def load_service_discovery() -> ModuleType:
-    """Import the service's discovery module, which is pure standard library.
+    """Import the service's discovery module as the service does, `recovery_coach.discovery`.
 
-    Loaded from its file rather than as `recovery_coach.discovery`, so the service
-    package's own __init__ (and its dependencies) never has to import in the HA venv.
+    It and what it imports (the package's __init__ and models.py) are standard library
+    only, so the service's dependencies never have to install in the HA venv.
     """
-    path = REPO_ROOT / "service" / "recovery_coach" / "discovery.py"
-    spec = importlib.util.spec_from_file_location("recovery_coach_service_discovery", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    service_dir = str(REPO_ROOT / "service")
+    if service_dir not in sys.path:
+        sys.path.insert(0, service_dir)
+    return importlib.import_module("recovery_coach.discovery")
 
 
 @pytest.fixture(scope="session")

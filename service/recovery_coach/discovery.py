@@ -11,24 +11,17 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+from .models import NUDGE_KINDS as _KINDS
+
 HA_DISCOVERY_PREFIX: Final = "homeassistant"
 HA_STATUS_TOPIC: Final = f"{HA_DISCOVERY_PREFIX}/status"
 
 ORIGIN_NAME: Final = "Recovery Coach"
 PROJECT_URL: Final = "https://github.com/recovery-coach/recovery-coach"
 
-# The nine nudge kinds of the public contract; the `event` entity accepts only these.
-NUDGE_KINDS: Final = (
-    "cooldown_start",
-    "cooldown_done",
-    "cardio_advice",
-    "cardio_warning",
-    "protein",
-    "bedtime_winddown",
-    "bedtime",
-    "zone2_progress",
-    "recovery_advice",
-)
+# The nine nudge kinds of the public contract (models.py, standard library only too); the
+# `event` entity accepts only these.
+NUDGE_KINDS: Final = _KINDS
 
 _QOS: Final = 1
 
