@@ -6,13 +6,15 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mosquitto import MosquittoBroker
+from paho.mqtt.enums import CallbackAPIVersion
 from service_process import Recorder, ServiceProcess, publish, user_config, workout
 
 BASE = "rc_e2e"
@@ -302,3 +304,40 @@ def test_json_logs_are_one_object_a_line(tmp_path: Path, mosquitto: MosquittoBro
         assert any(r["msg"].startswith("connected to") for r in records)
     finally:
         svc.close()
+
+
+def test_nudges_carry_mqtt5_message_expiry_from_expires_at(
+    live: tuple[ServiceProcess, Recorder],
+) -> None:
+    _, rec = live
+    got: list[tuple[dict[str, object], object]] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="v5-expiry", protocol=mqtt.MQTTv5)
+
+    def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
+        got.append(
+            (json.loads(msg.payload), getattr(msg.properties, "MessageExpiryInterval", None))
+        )
+
+    client.on_message = on_message
+    client.connect(rec.host, rec.port)
+    client.subscribe(f"{BASE}/alex/nudge", qos=1)
+    client.loop_start()
+    try:
+        time.sleep(0.3)
+        event = workout()
+        publish(rec.port, f"{BASE}/alex/workout/completed", event)
+        deadline = time.time() + 5
+        while time.time() < deadline and not any(
+            n["source_event_id"] == event["event_id"] for n, _ in got
+        ):
+            time.sleep(0.02)
+        mine = [(n, e) for n, e in got if n["source_event_id"] == event["event_id"]]
+        assert mine
+        for nudge, expiry in mine:
+            assert nudge["expires_at"] is not None
+            left = datetime.fromisoformat(str(nudge["expires_at"])).timestamp() - time.time()
+            assert isinstance(expiry, int)
+            assert abs(expiry - left) < 5  # seconds until expires_at, as sent
+    finally:
+        client.loop_stop()
+        client.disconnect()
