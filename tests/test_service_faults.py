@@ -281,3 +281,20 @@ def test_restart_with_changed_config_moves_jobs_with_the_users(
     finally:
         svc.close()
         rec.stop()
+
+
+def test_sigterm_during_a_broker_outage_still_stops_within_seconds(
+    tmp_path: Path, mosquitto_factory: BrokerFactory
+) -> None:
+    broker = mosquitto_factory()
+    svc = ServiceProcess(tmp_path, port=broker.port, base=BASE, users={"alex": user_config()})
+    try:
+        svc.start().wait_connected()
+        broker.stop()
+        svc.wait_log("disconnected from the broker")
+        time.sleep(2.5)  # into the reconnect attempts
+        assert svc.stop() < 5.0
+        assert svc.proc is not None
+        assert svc.proc.returncode == 0
+    finally:
+        svc.close()

@@ -99,6 +99,9 @@ class MqttLink:
         self.client.max_inflight_messages_set(0)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # The worker blocks in a connection attempt; a short one keeps a stop during an
+        # outage within a few seconds.
+        self.client.connect_timeout = 2.0
         self.client.will_set(status_topic, "offline", qos=1, retain=True)
         creds = read_credentials(cfg)
         if creds.username is not None:
