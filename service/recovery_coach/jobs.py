@@ -226,9 +226,6 @@ class Scheduler:
         if self.aps.running:
             self.aps.wakeup()
 
-    def pending(self) -> int:
-        return len(self.aps.get_jobs())
-
     def shutdown(self) -> None:
         if self.aps.running:
             self.aps.shutdown(wait=False)

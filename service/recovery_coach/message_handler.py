@@ -49,7 +49,6 @@ class Outcome:
     duplicate: bool = False
     scheduled: list[Nudge] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
-    state: UserState | None = None
 
 
 class MessageHandler:
@@ -104,7 +103,6 @@ class MessageHandler:
         self.repo.save(user, event.event_id, decision.state, nudges, decision.cancel)
         out.scheduled = list(nudges)
         out.cancelled = list(decision.cancel)
-        out.state = decision.state
         return out
 
     def _unpublished(self, decision: Decision) -> list[Nudge]:

@@ -111,10 +111,6 @@ class PlannedCardio:
     rpe: float | None = None
     key_session: bool = False
 
-    @property
-    def hard(self) -> bool:
-        return self.rpe is not None and self.rpe > 6
-
 
 @dataclass(frozen=True)
 class Workout:

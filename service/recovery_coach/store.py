@@ -14,7 +14,7 @@ import pickle
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -321,9 +321,6 @@ class SqlRepository:
     def stage_expired(self, nudge_id: str) -> None:
         self._staged_expired.add(nudge_id)
 
-    def staged_nudges(self) -> list[Nudge]:
-        return list(self._staged_nudges.values())
-
     def resolve_staged(self) -> set[str]:
         """Drop staged nudges that already went out (or expired, or were cancelled and
         published); returns their ids. One query per batch for what `published` asks per
@@ -604,7 +601,3 @@ def _outbox_row(row: Any) -> OutboxRow:
 
 def _marks(n: int) -> str:
     return ", ".join("?" * n)
-
-
-def utc(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, UTC)
