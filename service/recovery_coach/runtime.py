@@ -317,15 +317,15 @@ class Service:
         # What the user is waiting for goes first; acks and the scheduler's wake-up (its
         # thread then queries the job table, competing for the GIL) come after.
         for nudge in immediate:
-            self._publish_nudge(nudge, now)
+            self._publish_nudge(nudge, now, self.repo.written_payloads.get(nudge.nudge_id))
         for mid, qos in acks:
             self.link.ack(mid, qos)
         if jobs_added and earliest_job is not None and self._wake_needed(earliest_job):
             self.scheduler.wakeup()
         for r in refusals:
             self._refusal(r)
-        for f in fire:
-            self._fire(f, now)
+        if fire:
+            self._fire(fire, now)
         if announce is not None:
             self._announce(full=announce)
         for user in changed:
@@ -381,16 +381,18 @@ class Service:
 
     # ------------------------------------------------------------ nudges out
 
-    def _fire(self, f: Fire, now: datetime) -> None:
-        if f.nudge_id in self._handed:
-            return
-        row = self.repo.outbox(f.nudge_id)
-        if row is None or row.status != PENDING or row.user_id not in self.profiles:
-            return
-        if row.expires_at is not None and row.expires_at <= now.timestamp():
-            self._expire(f.nudge_id, f.user, "it expired before it could be sent")
-            return
-        self._publish_nudge(row.nudge, now)
+    def _fire(self, fire: list[Fire], now: datetime) -> None:
+        """Publish the nudges whose time has come (one outbox read for all of them)."""
+        todo = [f for f in fire if f.nudge_id not in self._handed]
+        rows = self.repo.outbox_many([f.nudge_id for f in todo]) if todo else {}
+        for f in todo:
+            row = rows.get(f.nudge_id)
+            if row is None or row.status != PENDING or row.user_id not in self.profiles:
+                continue
+            if row.expires_at is not None and row.expires_at <= now.timestamp():
+                self._expire(f.nudge_id, f.user, "it expired before it could be sent")
+                continue
+            self._publish_nudge(row.nudge, now, row.payload)
 
     def _overdue(self) -> list[Fire]:
         """Pending nudges whose time has come but that no job will fire (down, or broker away)."""
@@ -401,19 +403,21 @@ class Service:
             if r.nudge_id not in self._handed
         ]
 
-    def _publish_nudge(self, nudge: Nudge, now: datetime) -> None:
+    def _publish_nudge(self, nudge: Nudge, now: datetime, payload: str | None = None) -> None:
+        """Publish a nudge; `payload` is its JSON when the outbox already holds it."""
         if not self.link.connected.is_set():
             log.info(
                 "broker away: nudge %s for %s waits for the connection", nudge.nudge_id, nudge.user
             )
             return
-        tz = self.profiles[nudge.user].tz
+        if payload is None:
+            payload = json.dumps(nudge.payload(self.profiles[nudge.user].tz), ensure_ascii=False)
         expiry = None
         if nudge.expires_at is not None:
             expiry = int((nudge.expires_at - now).total_seconds())
         mid = self.link.publish(
             f"{self.base}/{nudge.user}/nudge",
-            json.dumps(nudge.payload(tz), ensure_ascii=False),
+            payload,
             qos=1,
             expiry_seconds=expiry,
         )

@@ -153,6 +153,7 @@ class OutboxRow:
     expires_at: float | None
     status: str
     nudge: Nudge
+    payload: str  # the JSON published, as written when the nudge was decided
 
 
 class SqlRepository:
@@ -173,6 +174,8 @@ class SqlRepository:
         self._staged_jobs: dict[str, JobRow] = {}
         self._staged_published: dict[str, float] = {}
         self._staged_expired: set[str] = set()
+        # The nudge JSON written by the last commit, so publishing does not build it again.
+        self.written_payloads: dict[str, str] = {}
         # Per batch: what the store already holds, read with one query each (prefetch_seen,
         # resolve_staged) instead of one query per event.
         self._seen_checked: set[tuple[str, str]] = set()
@@ -396,6 +399,7 @@ class SqlRepository:
         self._state_rows.clear()
 
     def _write(self, cur: Any, now: float) -> None:
+        self.written_payloads = {}
         if self._existing is None:
             for nudge_id in self.resolve_staged():
                 self._staged_jobs.pop(nudge_id, None)
@@ -482,29 +486,36 @@ class SqlRepository:
             self._exec(cur, template.format(_marks(len(chunk))), [*before, *chunk, *after])
 
     def _outbox_values(self, n: Nudge) -> tuple[Any, ...]:
-        tz = self.profiles[n.user].tz
+        payload = json.dumps(n.payload(self.profiles[n.user].tz), ensure_ascii=False)
+        self.written_payloads[n.nudge_id] = payload
         return (
             n.nudge_id,
             n.user,
             ts(n.due_at),
             ts(n.expires_at) if n.expires_at else None,
             PENDING,
-            json.dumps(n.payload(tz), ensure_ascii=False),
+            payload,
             pickle.dumps(n, pickle.HIGHEST_PROTOCOL),
         )
 
     # -- reads for the shell
 
     def outbox(self, nudge_id: str) -> OutboxRow | None:
-        rows = self._query(
-            "SELECT nudge_id, user_id, due_at, expires_at, status, nudge FROM rc_nudges "
-            "WHERE nudge_id = ?",
-            (nudge_id,),
-        )
-        if not rows:
-            return None
-        r = rows[0]
-        return OutboxRow(r[0], r[1], r[2], r[3], r[4], pickle.loads(r[5]))
+        return self.outbox_many([nudge_id]).get(nudge_id)
+
+    def outbox_many(self, nudge_ids: Sequence[str]) -> dict[str, OutboxRow]:
+        """Outbox rows by id, one query per CHUNK ids (the nudges a batch fires)."""
+        found: dict[str, OutboxRow] = {}
+        for i in range(0, len(nudge_ids), CHUNK):
+            chunk = list(nudge_ids[i : i + CHUNK])
+            rows = self._query(
+                "SELECT nudge_id, user_id, due_at, expires_at, status, nudge, payload "
+                f"FROM rc_nudges WHERE nudge_id IN ({_marks(len(chunk))})",
+                chunk,
+            )
+            for r in rows:
+                found[r[0]] = OutboxRow(r[0], r[1], r[2], r[3], r[4], pickle.loads(r[5]), r[6])
+        return found
 
     def pending_without_job(self, due_by: float | None = None) -> list[OutboxRow]:
         """Pending nudges with no APScheduler job: published-late candidates after a restart
@@ -596,6 +607,7 @@ def _outbox_row(row: Any) -> OutboxRow:
         expires_at=row.expires_at,
         status=row.status,
         nudge=pickle.loads(row.nudge),
+        payload=row.payload,
     )
 
 
