@@ -309,6 +309,10 @@ class Service:
             if sent:
                 out.scheduled = [n for n in out.scheduled if n.nudge_id not in sent]
             jobs_added |= self._absorb(out, now, immediate, refusals, changed)
+            if out.cancelled:
+                # A cancelled job may be the one APScheduler would have woken for; if it
+                # re-reads the table meanwhile it may sleep past jobs we did not wake it for.
+                self._scheduler_wake_by = None
         earliest_job = self.repo.earliest_staged_job()
         if self.repo.has_staged():
             self.repo.commit()

@@ -1,0 +1,49 @@
+"""When the worker wakes APScheduler: only for jobs due before it wakes by itself, and always
+after a batch that cancelled jobs (the cancelled one may have been what it would wake for)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pytest_mock import MockerFixture
+from recovery_coach.config import BrokerConfig, parse_config
+from recovery_coach.mqtt_link import Inbound
+from recovery_coach.runtime import Service
+from service_process import user_config
+
+
+def _service(tmp_path: Path) -> Service:
+    cfg = parse_config(
+        {"store": f"sqlite:///{tmp_path / 'coach.db'}", "users": {"alex": user_config()}}
+    )
+    return Service(cfg, BrokerConfig(host="127.0.0.1", port=1))  # never connected
+
+
+def _msg(topic: str, payload: dict[str, Any], user: str = "alex") -> Inbound:
+    return Inbound(0, 0, f"recovery_coach/{user}/{topic}", json.dumps(payload).encode(), False)
+
+
+def test_wakes_only_for_earlier_jobs_and_always_after_a_cancel(
+    tmp_path: Path, mocker: MockerFixture
+) -> None:
+    svc = _service(tmp_path)
+    wakeup = mocker.spy(svc.scheduler, "wakeup")
+    now = datetime.now(UTC)
+    iso = lambda t: t.isoformat()  # noqa: E731
+
+    svc._process([_msg("gym/checkin", {"at": iso(now - timedelta(minutes=50)), "event_id": "in"})])
+    svc._process([_msg("gym/checkout", {"at": iso(now), "event_id": "out"})])
+    assert wakeup.call_count == 1  # the visit became a workout: its jobs are the first
+
+    upper = {"ended_at": iso(now), "kind": "strength", "focus": "upper"}
+    svc._process([_msg("workout/completed", {**upper, "event_id": "w-sam"}, user="sam")])
+    assert wakeup.call_count == 1  # later jobs only: APScheduler wakes for the earlier ones
+
+    # A watch syncs the visit's real workout: the visit's pending nudges are cancelled.
+    real = {"event_id": "w-real", "ended_at": iso(now - timedelta(minutes=5)), "kind": "strength"}
+    svc._process([_msg("workout/completed", {**real, "focus": "legs"})])
+    assert wakeup.call_count == 2
+    svc.engine.dispose()
