@@ -29,7 +29,7 @@ user_config = st.fixed_dictionaries(
         "running_experience": st.sampled_from(["beginner", "intermediate", "advanced"]),
         "sleep_hours": st.sampled_from([8, 8.5, 9, 10]),
         "wake_time": clock | st.fixed_dictionaries({d: clock for d in WEEKDAYS}),
-        "protein_g_per_kg": st.sampled_from([1.2, 1.45, 1.6, 2.0]),
+        "protein_g_per_kg": st.sampled_from([1.2, 1.45, 1.6, 2.0, 2.4]),  # 2.4: set above the range
         "weekly_plan": st.fixed_dictionaries(
             {},
             optional={

@@ -157,6 +157,12 @@ REFUSED = [
         "must be a list",
     ),
     (
+        "an unknown muscle group",
+        "workout/completed",
+        {**WORKOUT, "muscle_groups": ["quads", "kwads"]},
+        "muscle_groups: 'kwads' is not a muscle group this service knows",
+    ),
+    (
         "next_cardio without planned_at",
         "workout/completed",
         {**WORKOUT, "next_cardio": {"kind": "run"}},

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from core_builders import Case, check_case, profile, protein, run, soreness, t, workout
+from recovery_coach import coach
 
 EVENING = t("2026-03-02T18:00")
 LEG_DAY = workout(EVENING)
@@ -30,7 +31,7 @@ R1 = [
         8,
     ),
     (
-        "the event arrives 10 min late: the timer starts when the user is told",
+        "the event arrives 10 min late: the timer starts when the user is told (30 min at most)",
         {},
         LEG_DAY,
         EVENING + timedelta(minutes=10),
@@ -59,7 +60,7 @@ def test_r1_cooldown_fires(
     assert ends.strftime("%H:%M") in start.message
     assert "heart rate and blood pressure" in start.message
     assert any("ACSM" in e for e in start.evidence + done.evidence)
-    assert r.state.cooldown_ends_at == ends
+    assert coach.cooldown_ends_at(r.profile, r.state, starts + timedelta(minutes=1)) == ends
 
 
 @pytest.mark.parametrize(
@@ -136,13 +137,6 @@ R8 = [
         data={"protein_remaining_g": 128},
     ),
     Case(
-        "40 g logged before the reminder is due: the reminder is re-worded",
-        (LEG_DAY, protein(t("2026-03-02T18:30"), 40)),
-        True,
-        due=DUE,
-        data={"protein_remaining_g": 88},
-    ),
-    Case(
         "reminder delay set to 30 min",
         (LEG_DAY,),
         True,
@@ -176,12 +170,26 @@ def test_r8_protein(case: Case) -> None:
 
 
 def test_r8_reworded_reminder_keeps_its_id() -> None:
-    """A protein log re-words the pending reminder: same nudge id, so it replaces it."""
+    """A protein log before the reminder is due: the reminder, worded when it goes out, counts
+    it (same nudge id, nothing new scheduled)."""
     r = run(profile(), [LEG_DAY])
     first = r.one("R8")
     r.feed(protein(t("2026-03-02T18:30"), 40))
-    assert r.one("R8").nudge_id == first.nudge_id
-    assert r.one("R8").source_event_id == LEG_DAY.event_id
+    assert r.last == []
+    sent = coach.deliver(first, r.profile, r.state, DUE)
+    assert sent is not None
+    assert sent.nudge_id == first.nudge_id
+    assert sent.source_event_id == LEG_DAY.event_id
+    assert sent.data_dict()["protein_remaining_g"] == 88
+    assert "logged 40 g so far today: about 88 g to go" in sent.message
+
+
+def test_r8_target_met_before_the_reminder_cancels_it() -> None:
+    r = run(profile(), [LEG_DAY])
+    first = r.one("R8")
+    r.feed(protein(t("2026-03-02T18:30"), 130))
+    assert first.nudge_id in r.cancelled
+    assert coach.deliver(first, r.profile, r.state, DUE) is None  # never "about 0 g to go"
 
 
 # ------------------------------------------------------------------------ R11 soreness

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from core_builders import day_started, hours_between, profile, run, t, workout
+from recovery_coach.rules import week_minutes
+from recovery_coach.timeline import all_activities
 
 # ------------------------------------------------------------------------- R9 bedtime
 
@@ -129,24 +131,38 @@ def test_r9_bedtime_ids_come_from_the_night() -> None:
     assert first.source_event_id == "night:2026-03-03"
 
 
+def test_r9_no_bedtime_on_a_day_without_a_workout_when_so_set() -> None:
+    p = profile(settings={"bedtime_every_day": False})
+    assert run(p, [day_started(t("2026-03-02T07:00"))]).of("R9") == []
+
+
+def test_r9_a_workout_does_not_plan_the_night_twice() -> None:
+    r = run(profile(), [day_started(MON_WAKE), workout(t("2026-03-02T18:00"))])
+    assert r.of("R9") == []
+
+
 @pytest.mark.parametrize(
-    ("row", "prof", "event", "now"),
+    ("row", "start", "bedtime"),
     [
-        ("service started after bedtime: tonight is already under way", {}, None, "23:00"),
-        (
-            "bedtime only on workout days: a day without one",
-            {"settings": {"bedtime_every_day": False}},
-            None,
-            "07:00",
-        ),
-        ("every day (the default): a workout does not plan the night twice", {}, "w", "18:00"),
+        ("at wake time: tonight", "2026-03-02T07:00", "2026-03-02T22:45"),
+        ("at 05:00, before wake: tonight too", "2026-03-02T05:00", "2026-03-02T22:45"),
+        ("at 00:30, after midnight: tonight (Monday's)", "2026-03-02T00:30", "2026-03-02T22:45"),
+        ("at 23:00, after bedtime: tomorrow's", "2026-03-02T23:00", "2026-03-03T22:45"),
+        ("at 22:30, before bedtime: tonight", "2026-03-02T22:30", "2026-03-02T22:45"),
     ],
-    ids=lambda v: v if isinstance(v, str) and len(v) > 5 else "",
+    ids=lambda v: v if isinstance(v, str) and " " in v else "",
 )
-def test_r9_no_bedtime_planned(row: str, prof: dict[str, Any], event: Any, now: str) -> None:
-    at = t(f"2026-03-02T{now}")
-    e = workout(at) if event else day_started(at)
-    assert run(profile(**prof), [e]).of("R9") == []
+def test_r9_a_start_at_any_hour_plans_the_coming_night(row: str, start: str, bedtime: str) -> None:
+    r = run(profile(), [day_started(t(start))])
+    beds = [n.due_at for n in r.of("R9", "bedtime")]
+    assert t(bedtime) in beds
+    assert all(not (t("2026-03-02T22:45") < b < t("2026-03-03T07:00")) for b in beds)
+
+
+def test_r9_a_start_at_05_00_and_the_07_00_tick_plan_the_night_once() -> None:
+    r = run(profile(), [day_started(t("2026-03-02T05:00")), day_started(MON_WAKE)])
+    assert r.of("R9") == []  # the same night, already planned
+    assert len(r.of("R9", "bedtime", last=False)) == 1
 
 
 def test_r9_workout_days_only_plans_on_the_workout() -> None:
@@ -157,9 +173,15 @@ def test_r9_workout_days_only_plans_on_the_workout() -> None:
 def test_r9_late_workout_gets_a_bedtime_nudge_at_once() -> None:
     """A workout ending inside the sleep window (after 22:45): go to bed now."""
     r = run(profile(), [workout(t("2026-03-02T23:30"))])
-    bed = r.one("R9", "bedtime")
-    assert bed.due_at == t("2026-03-02T23:30")
-    assert "past 22:45" in bed.message
+    (bed,) = [n for n in r.of("R9", "bedtime") if n.due_at == t("2026-03-02T23:30")]
+    assert "past your 22:45 bedtime" in bed.message
+    assert "Cool down" in bed.message
+    assert r.of("R1") == []  # one nudge, not a cooldown as well
+
+
+def test_r9_a_late_workout_synced_next_morning_says_nothing_of_bedtime() -> None:
+    r = run(profile(), [(workout(t("2026-03-02T23:30")), t("2026-03-03T07:30"))])
+    assert [n for n in r.of("R9") if n.due_at < t("2026-03-03T22:00")] == []
 
 
 # ------------------------------------------------------------------- R10 zone-2 budget
@@ -227,7 +249,8 @@ def test_r10_midweek_check(
         return
     (n,) = found
     target = p.settings.zone2_target_minutes_week
-    assert n.data_dict() == {"zone2_minutes_week": minutes, "zone2_target_minutes_week": target}
+    data = n.data_dict()
+    assert (data["zone2_minutes_week"], data["zone2_target_minutes_week"]) == (minutes, target)
     assert f"{minutes} of {target} minutes" in n.message
     assert f"{target - minutes} to go" in n.message
     assert n.due_at == THU_WAKE
@@ -251,8 +274,8 @@ def test_r10_target_reached() -> None:
 @pytest.mark.parametrize(
     ("row", "ended", "week", "reached"),
     [
-        # Sunday 23:30 in Berlin is Sunday 22:30 UTC: this week
-        ("Sunday 23:30 in Berlin closes the week", "2026-03-08T23:30", (2026, 10), True),
+        # Sunday 21:30 in Berlin is Sunday 20:30 UTC: this week
+        ("Sunday 21:30 in Berlin closes the week", "2026-03-08T21:30", (2026, 10), True),
         # Monday 00:30 in Berlin is still Sunday (23:30) in UTC: the user's new week
         ("Monday 00:30 in Berlin opens a new one", "2026-03-09T00:30", (2026, 11), False),
     ],
@@ -262,6 +285,15 @@ def test_r10_iso_week_in_the_users_zone(
     row: str, ended: str, week: tuple[int, int], reached: bool
 ) -> None:
     r = run(profile(), [run_min("2026-03-03T18:00", 100), run_min(ended, 30)])
-    assert r.state.zone2_week == week
-    assert r.state.zone2_minutes == (130 if reached else 30)
+    acts = all_activities(r.profile, r.state)[0]
+    assert week_minutes(r.profile, acts, week, t(ended))[0] == (130 if reached else 30)
     assert bool(r.of("R10")) is reached
+
+
+def test_r10_a_target_reached_too_late_to_tell_this_week_is_not_told_next_week() -> None:
+    """Sunday 23:30 counts for the week, but the nudge would wait for Monday 07:00: by then
+    "this week" is another week, so it is not sent."""
+    r = run(profile(), [run_min("2026-03-03T18:00", 100), run_min("2026-03-08T23:30", 30)])
+    acts = all_activities(r.profile, r.state)[0]
+    assert week_minutes(r.profile, acts, (2026, 10), t("2026-03-08T23:59"))[0] == 130
+    assert r.of("R10") == []

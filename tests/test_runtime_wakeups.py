@@ -17,7 +17,10 @@ from service_process import user_config
 
 def _service(tmp_path: Path) -> Service:
     cfg = parse_config(
-        {"store": f"sqlite:///{tmp_path / 'coach.db'}", "users": {"alex": user_config()}}
+        {
+            "store": f"sqlite:///{tmp_path / 'coach.db'}",
+            "users": {"alex": user_config(), "sam": user_config()},
+        }
     )
     return Service(cfg, BrokerConfig(host="127.0.0.1", port=1))  # never connected
 
@@ -34,16 +37,20 @@ def test_wakes_only_for_earlier_jobs_and_always_after_a_cancel(
     now = datetime.now(UTC)
     iso = lambda t: t.isoformat()  # noqa: E731
 
-    svc._process([_msg("gym/checkin", {"at": iso(now - timedelta(minutes=50)), "event_id": "in"})])
-    svc._process([_msg("gym/checkout", {"at": iso(now), "event_id": "out"})])
-    assert wakeup.call_count == 1  # the visit became a workout: its jobs are the first
+    checkin = {"at": iso(now - timedelta(minutes=60)), "event_id": "in"}
+    svc._process([_msg("gym/checkin", checkin)])
+    assert wakeup.call_count == 1  # tonight's wind-down and bedtime: the first jobs
+    svc._process([_msg("gym/checkout", {"at": iso(now - timedelta(minutes=9)), "event_id": "out"})])
+    assert wakeup.call_count == 2  # the visit's nudges, due in a minute: earlier than bedtime
 
+    # sam's cooldown-done is due in 5 minutes: after the job APScheduler already wakes for
     upper = {"ended_at": iso(now), "kind": "strength", "focus": "upper"}
     svc._process([_msg("workout/completed", {**upper, "event_id": "w-sam"}, user="sam")])
-    assert wakeup.call_count == 1  # later jobs only: APScheduler wakes for the earlier ones
+    assert svc.repo.counts()["jobs"] > 4  # sam's jobs were written
+    assert wakeup.call_count == 2  # later jobs only: APScheduler wakes for the earlier ones
 
-    # A watch syncs the visit's real workout: the visit's pending nudges are cancelled.
-    real = {"event_id": "w-real", "ended_at": iso(now - timedelta(minutes=5)), "kind": "strength"}
-    svc._process([_msg("workout/completed", {**real, "focus": "legs"})])
-    assert wakeup.call_count == 2
+    # The watch syncs the visit's real workout, upper body: the leg-day advice is cancelled.
+    real = {"event_id": "w-real", "ended_at": iso(now - timedelta(minutes=12)), "kind": "strength"}
+    svc._process([_msg("workout/completed", {**real, "focus": "upper"})])  # R2 cancelled
+    assert wakeup.call_count == 3
     svc.engine.dispose()

@@ -31,7 +31,13 @@ def live(
         tmp_path_factory.mktemp("e2e"),
         port=mosquitto.port,
         base=BASE,
-        users={"alex": user_config(goal="hypertrophy"), "sam": user_config(name="Sam")},
+        # Workouts that end close together are one session (one cooldown): tests that each
+        # need a session of their own have a user of their own.
+        users={
+            "alex": user_config(goal="hypertrophy"),
+            "sam": user_config(name="Sam"),
+            **{u: user_config() for u in ("redo", "fuzz", "acks", "expiry")},
+        },
     ).start()
     svc.wait_connected()
     rec.wait_for(lambda r: bool(r.on(f"{BASE}/status")), 10, "the status topic")
@@ -122,22 +128,22 @@ def test_discovery_announces_one_device_per_user(live: tuple[ServiceProcess, Rec
 def test_redelivered_event_adds_no_nudge(live: tuple[ServiceProcess, Recorder]) -> None:
     _, rec = live
     event = workout()
-    publish(rec.port, f"{BASE}/alex/workout/completed", event)
+    publish(rec.port, f"{BASE}/redo/workout/completed", event)
     rec.wait_for(
-        lambda r: any(n["source_event_id"] == event["event_id"] for n in r.nudges("alex", BASE)),
+        lambda r: any(n["source_event_id"] == event["event_id"] for n in r.nudges("redo", BASE)),
         5,
         "nudges for the event",
     )
     time.sleep(0.5)
-    before = [n for n in rec.nudges("alex", BASE) if n["source_event_id"] == event["event_id"]]
-    publish(rec.port, f"{BASE}/alex/workout/completed", event)
-    publish(rec.port, f"{BASE}/alex/workout/completed", event)
+    before = [n for n in rec.nudges("redo", BASE) if n["source_event_id"] == event["event_id"]]
+    publish(rec.port, f"{BASE}/redo/workout/completed", event)
+    publish(rec.port, f"{BASE}/redo/workout/completed", event)
     time.sleep(1.0)
-    after = [n for n in rec.nudges("alex", BASE) if n["source_event_id"] == event["event_id"]]
+    after = [n for n in rec.nudges("redo", BASE) if n["source_event_id"] == event["event_id"]]
     assert len(after) == len(before)
     errors = [
         m.json()
-        for m in rec.on(f"{BASE}/alex/error")
+        for m in rec.on(f"{BASE}/redo/error")
         if m.json().get("event_id") == event["event_id"]
     ]
     assert errors == []  # a duplicate is not an error (CONTRACT.md)
@@ -213,9 +219,9 @@ def test_service_still_answers_after_the_bad_payloads(
 ) -> None:
     _, rec = live
     event = workout(ago=timedelta(minutes=1))
-    publish(rec.port, f"{BASE}/sam/workout/completed", event)
+    publish(rec.port, f"{BASE}/fuzz/workout/completed", event)
     rec.wait_for(
-        lambda r: any(n["source_event_id"] == event["event_id"] for n in r.nudges("sam", BASE)),
+        lambda r: any(n["source_event_id"] == event["event_id"] for n in r.nudges("fuzz", BASE)),
         5,
         "a nudge after the fuzzing",
     )
@@ -258,25 +264,26 @@ def test_home_assistant_online_makes_the_service_announce_again(
 def test_ack_and_snooze_of_the_last_nudge(live: tuple[ServiceProcess, Recorder]) -> None:
     svc, rec = live
     event = workout(focus="upper")
-    publish(rec.port, f"{BASE}/sam/workout/completed", event)
+    publish(rec.port, f"{BASE}/acks/workout/completed", event)
 
     def last_nudge(r: Recorder) -> dict[str, object] | None:
-        states = [m.json() for m in r.on(f"{BASE}/sam/state") if m.payload]
+        states = [m.json() for m in r.on(f"{BASE}/acks/state") if m.payload]
         return states[-1].get("last_nudge") if states else None
 
     rec.wait_for(
         lambda r: (last_nudge(r) or {}).get("kind") == "cooldown_start", 5, "the cooldown nudge"
     )
-    publish(rec.port, f"{BASE}/sam/nudge/last/ack", {})
+    publish(rec.port, f"{BASE}/acks/nudge/last/ack", {})
     rec.wait_for(lambda r: (last_nudge(r) or {}).get("acknowledged") is True, 5, "the ack in state")
 
-    n_errors = len(rec.on(f"{BASE}/sam/error"))
-    publish(rec.port, f"{BASE}/sam/nudge/no-such-nudge/snooze", {"minutes": 5})
-    rec.wait_for(lambda r: len(r.on(f"{BASE}/sam/error")) > n_errors, 5, "a refusal")
-    assert "no-such-nudge" in rec.on(f"{BASE}/sam/error")[-1].json()["reason"]
+    n_errors = len(rec.on(f"{BASE}/acks/error"))
+    publish(rec.port, f"{BASE}/acks/nudge/no-such-nudge/snooze", {"minutes": 5})
+    rec.wait_for(lambda r: len(r.on(f"{BASE}/acks/error")) > n_errors, 5, "a refusal")
+    assert "no-such-nudge" in rec.on(f"{BASE}/acks/error")[-1].json()["reason"]
 
     before = sqlite3.connect(svc.db).execute("select count(*) from apscheduler_jobs").fetchone()[0]
-    publish(rec.port, f"{BASE}/sam/nudge/last/snooze", {"minutes": 30})
+    # The cooldown still applies for its 5 minutes: a 3-minute snooze brings it back then.
+    publish(rec.port, f"{BASE}/acks/nudge/last/snooze", {"minutes": 3})
     deadline = time.time() + 5
     after = before
     while time.time() < deadline and after == before:
@@ -284,7 +291,7 @@ def test_ack_and_snooze_of_the_last_nudge(live: tuple[ServiceProcess, Recorder])
         after = (
             sqlite3.connect(svc.db).execute("select count(*) from apscheduler_jobs").fetchone()[0]
         )
-    assert after == before + 1  # the snoozed copy waits 30 min as a job
+    assert after == before + 1  # the snoozed copy waits 3 min as a job
 
 
 def test_json_logs_are_one_object_a_line(tmp_path: Path, mosquitto: MosquittoBroker) -> None:
@@ -320,12 +327,12 @@ def test_nudges_carry_mqtt5_message_expiry_from_expires_at(
 
     client.on_message = on_message
     client.connect(rec.host, rec.port)
-    client.subscribe(f"{BASE}/alex/nudge", qos=1)
+    client.subscribe(f"{BASE}/expiry/nudge", qos=1)
     client.loop_start()
     try:
         time.sleep(0.3)
         event = workout()
-        publish(rec.port, f"{BASE}/alex/workout/completed", event)
+        publish(rec.port, f"{BASE}/expiry/workout/completed", event)
         deadline = time.time() + 5
         while time.time() < deadline and not any(
             n["source_event_id"] == event["event_id"] for n, _ in got

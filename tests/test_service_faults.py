@@ -50,7 +50,7 @@ def handled(svc: ServiceProcess, event_id: str) -> bool:
         return False
     with sqlite3.connect(svc.db) as db:
         row = db.execute(
-            "select 1 from rc_handled_events where event_id = ?", (event_id,)
+            "select 1 from rc_handled_events where event_id = ?", (f"workout:{event_id}",)
         ).fetchone()
     return row is not None
 
@@ -173,11 +173,12 @@ def test_kill_9_in_a_burst_loses_no_event_and_adds_no_nudge_id(
 ) -> None:
     broker = mosquitto_factory()
     rec = Recorder(broker.host, broker.port, [f"{BASE}/+/nudge"]).start()
-    users = {f"u{i}": user_config() for i in range(10)}
+    # One workout per user: workouts of one user that end together are one session.
+    users = {f"u{i}": user_config() for i in range(400)}
     svc = ServiceProcess(tmp_path, port=broker.port, base=BASE, users=users)
     try:
         svc.start().wait_connected()
-        events = [(f"u{i % 10}", workout(ago=timedelta(minutes=1))) for i in range(400)]
+        events = [(f"u{i}", workout(ago=timedelta(minutes=1))) for i in range(400)]
         client = broker.paho_client("burst", mqtt5=False)
         client.connect(broker.host, broker.port)
         client.loop_start()

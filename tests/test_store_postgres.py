@@ -90,7 +90,7 @@ def test_service_on_postgresql_fires_a_scheduled_nudge_once_across_kill_9(
                 stored = bool(
                     conn.execute(
                         text("select 1 from rc_handled_events where event_id = :e"),
-                        {"e": event["event_id"]},
+                        {"e": f"workout:{event['event_id']}"},  # dedupe is per kind
                     ).first()
                 )
             time.sleep(0.05)

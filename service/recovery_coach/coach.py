@@ -1,17 +1,22 @@
-"""The pure core: one event in, one frozen `Decision` out.
+"""The pure core: facts in, a frozen `Decision` out; and the words of a nudge at delivery.
 
-`decide` records the event's facts in the user's state (history, gym visits, protein,
-soreness, zone-2 minutes), runs the rule table, and places each nudge in time (never in the
-past, never inside the sleep window). No I/O and no clock reads: `now` is an argument.
+`decide` records an event's facts on the user's timeline, evaluates every rule over the
+timeline (not over the one message), places each nudge in time (never in the past, never in
+the sleep window) and compares the result with what is already planned: a nudge that still
+holds with the same facts adds nothing, one that no longer holds is cancelled. So the same
+facts give the same nudges in any arrival order. `deliver` words a nudge at the moment it
+goes out, or drops it when it no longer applies. No I/O and no clock reads: `now` is an
+argument.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import hashlib
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from .local_time import Night, iso_week, local_date, next_wake, night_around
+from .local_time import end_of_day, local_date, next_wake, night_around
 from .models import (
     CardioPlanned,
     DayStarted,
@@ -19,27 +24,36 @@ from .models import (
     Event,
     GymCheckin,
     GymCheckout,
+    GymMark,
     Nudge,
     NudgeAcked,
     NudgeKind,
     NudgeSnoozed,
     NudgeSummary,
-    OpenVisit,
+    Planned,
     Profile,
+    ProteinLog,
     ProteinLogged,
+    SorenessLog,
     SorenessReported,
-    SynthesizedVisit,
     UserState,
-    Workout,
     WorkoutCompleted,
     nudge_id_for,
 )
-from .rules import Context, apply_rules, protein_figures, protein_nudge, zone2_minutes_now
+from .rules import (
+    SNOOZED_BEDTIME,
+    Context,
+    Draft,
+    apply_rules,
+    protein_figures,
+    r1_cooldown,
+    zone2_minutes_now,
+)
+from .timeline import all_activities
 
-HISTORY = timedelta(days=14)
+HISTORY = timedelta(days=21)  # the timeline the rules read: R10's week, R12's streaks
+SHORT_HISTORY = timedelta(days=4)  # protein logs, gym marks, plans: past rules.LOOKBACK
 RECENT_NUDGES = 20
-# A watch often syncs a workout a little after the checkout; it still belongs to the visit.
-VISIT_SLACK = timedelta(minutes=30)
 
 # Inside the sleep window these wait for the wake time; the others are tied to the moment.
 DEFERRED_KINDS: frozenset[NudgeKind] = frozenset(
@@ -54,181 +68,153 @@ class RefusalError(Exception):
 # ------------------------------------------------------------------ placement
 
 
-def place(
-    nudge: Nudge, profile: Profile, now: datetime, night_now: Night | None = None
-) -> tuple[Nudge | None, str]:
-    """Apply what no rule may break; returns (placed nudge or None, what was done).
+@dataclass(frozen=True)
+class Placed:
+    """A draft placed in time and worded at its due time."""
 
-    `night_now` (the night around `now`) may be passed in when placing many nudges at once.
-    """
-    due = max(nudge.due_at, now)
-    expires = nudge.expires_at
+    draft: Draft
+    nudge: Nudge
+    digest: str
+
+
+def _awake_from(ctx: Context, night_bedtime: datetime, night_wake: datetime) -> datetime | None:
+    """Activity the person did in the later half of a night proves they got up early."""
+    mid = night_bedtime + (night_wake - night_bedtime) / 2
+    starts = [a.started_at for a in ctx.activities if mid <= a.ended_at < night_wake]
+    return max(min(starts), night_bedtime) if starts else None
+
+
+def place(
+    draft: Draft, ctx: Context, *, expiring: bool = True
+) -> tuple[tuple[datetime, datetime | None] | None, str]:
+    """Apply what no rule may break; returns ((due, expires) or None, what was done).
+
+    `expiring=False` words a snoozed copy, whose own expiry governs instead."""
+    due = max(draft.due, ctx.now)
+    expires = draft.expires
     note = "scheduled"
-    if nudge.kind != "bedtime":
-        night = night_now or night_around(profile, now)
-        # Nights do not overlap: before the next night's bedtime no window can hold `due`.
-        if due >= night.wake:
-            night = night_around(profile, due)
-        if night.contains(due):
-            if nudge.kind not in DEFERRED_KINDS:
+    if draft.kind != "bedtime":
+        night = night_around(ctx.profile, due)
+        awake = _awake_from(ctx, night.bedtime, night.wake)
+        asleep = night.contains(due) and (awake is None or due < awake)
+        if asleep:
+            if draft.kind not in DEFERRED_KINDS:
                 return None, "dropped: due inside the sleep window"
-            if expires is not None:
-                expires = night.wake + (expires - nudge.due_at)
-            due = night.wake
+            due = night.wake if awake is None else awake
             note = "deferred to wake time"
-    if expires is not None and expires <= due:
-        return None, "dropped: expired before it was due"
-    if due == nudge.due_at and expires == nudge.expires_at:
-        return nudge, note
-    return replace(nudge, due_at=due, expires_at=expires), note
+    if expiring and expires is not None and expires <= due:
+        return None, "dropped: its moment passed before it could be sent"
+    return (due, expires), note
+
+
+def _digest(d: Draft) -> str:
+    text = repr((d.rule, d.kind, d.key, d.due.isoformat(), d.expires, d.data))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _word(draft: Draft, user: str, due: datetime, expires: datetime | None, at: datetime,
+          partnered: bool) -> Nudge:  # fmt: skip
+    title, message, speech, live = draft.words(at, partnered)
+    return Nudge(
+        nudge_id=nudge_id_for(user, draft.key, draft.rule, draft.kind),
+        user=user,
+        rule=draft.rule,
+        kind=draft.kind,
+        title=title,
+        message=message,
+        speech=speech,
+        due_at=due,
+        expires_at=expires,
+        source_event_id=draft.source_event_id,
+        evidence=draft.evidence,
+        data=tuple(sorted({**dict(draft.data), **live}.items())),
+    )
+
+
+def derive(
+    profile: Profile, state: UserState, now: datetime, *, expiring: bool = True
+) -> tuple[list[Placed], list[str]]:
+    """Every nudge the facts call for at `now`, placed and worded at its due time; and the
+    notes of those dropped."""
+    ctx = Context(profile=profile, state=state, now=now)
+    user = profile.user_id
+    placed: list[tuple[Draft, datetime, datetime | None]] = []
+    dropped: list[str] = []
+    seen: set[tuple[str, str, str]] = set()
+    for d in apply_rules(ctx):
+        if (d.rule, d.kind, d.key) in seen:
+            continue
+        seen.add((d.rule, d.kind, d.key))
+        spot, why = place(d, ctx, expiring=expiring)
+        if spot is None:
+            dropped.append(f"{nudge_id_for(user, d.key, d.rule, d.kind)} ({d.rule} {d.kind}) {why}")
+            continue
+        placed.append((d, *spot))
+    followed = {d.key for d, _, _ in placed if d.kind == "cooldown_done"}
+    out = [
+        Placed(d, _word(d, user, due, exp, due, d.key in followed), _digest(d))
+        for d, due, exp in placed
+    ]
+    return out, dropped
 
 
 # ------------------------------------------------------------------ recording facts
 
 
 def _prune(state: UserState, now: datetime) -> UserState:
-    horizon = now - HISTORY
-    tz_day = (now - HISTORY).date()
+    old, short = now - HISTORY, now - SHORT_HISTORY
     if (
-        (not state.workouts or state.workouts[0].ended_at >= horizon)
-        and all(p.planned_at >= horizon for p in state.planned_cardio)
-        and (not state.soreness or state.soreness[0][0] >= tz_day)
+        (not state.activities or state.activities[0].ended_at >= old)
+        and (not state.gym or state.gym[0].at >= short)
+        and (not state.protein or state.protein[0].at >= short)
+        and (not state.soreness_logs or state.soreness_logs[0].at >= old)
+        and all(p.planned_at >= short for p in state.planned_cardio)
+        and all(p.expires_at is None or p.expires_at >= short for p in state.planned)
     ):
-        return state  # nothing old enough to forget (workouts and soreness are sorted)
+        return state  # nothing old enough to forget
     return replace(
         state,
-        workouts=tuple(w for w in state.workouts if w.ended_at >= horizon),
-        planned_cardio=tuple(p for p in state.planned_cardio if p.planned_at >= now - HISTORY),
-        soreness=tuple((d, lvl) for d, lvl in state.soreness if d >= tz_day),
+        activities=tuple(a for a in state.activities if a.ended_at >= old),
+        gym=tuple(g for g in state.gym if g.at >= short),
+        protein=tuple(p for p in state.protein if p.at >= short),
+        soreness_logs=tuple(s for s in state.soreness_logs if s.at >= old),
+        planned_cardio=tuple(p for p in state.planned_cardio if p.planned_at >= short),
+        planned=tuple(p for p in state.planned if p.expires_at is None or p.expires_at >= short),
     )
 
 
-def _add_zone2(profile: Profile, state: UserState, w: Workout) -> UserState:
-    s = profile.settings
-    if w.kind not in ("cardio", "class") or not w.duration_min:
-        return state
-    if w.zone is not None:
-        counts = w.zone == 2
-    else:
-        counts = w.rpe is not None and s.zone2_rpe_min <= w.rpe <= s.moderate_rpe_max
-    if not counts:
-        return state
-    week = iso_week(w.ended_at, profile.tz)
-    if state.zone2_week is None or week > state.zone2_week:
-        return replace(state, zone2_week=week, zone2_minutes=w.duration_min)
-    if week == state.zone2_week:
-        return replace(state, zone2_minutes=state.zone2_minutes + w.duration_min)
-    return state  # a late event from a week already closed
-
-
-def _record_workout(profile: Profile, state: UserState, w: Workout) -> UserState:
-    workouts = tuple(sorted((*state.workouts, w), key=lambda x: x.ended_at))
-    planned = state.planned_cardio
-    if w.cardio:  # the planned session it fulfils is done
-        planned = tuple(p for p in planned if abs(p.planned_at - w.ended_at) > timedelta(hours=3))
-    if w.next_cardio is not None and w.next_cardio not in planned:
-        planned = (*planned, w.next_cardio)
-    visit = state.open_visit
-    if visit is not None and w.ended_at >= visit.at and not w.from_gym_visit:
-        visit = replace(visit, workout_seen=True)
-    return _add_zone2(
-        profile, replace(state, workouts=workouts, planned_cardio=planned, open_visit=visit), w
-    )
-
-
-def _visit_workout(profile: Profile, checkout: GymCheckout, started: datetime | None) -> Workout:
-    """A gym visit with no workout event: its focus comes from the weekly plan, else `full`."""
-    day = local_date(started or checkout.at, profile.tz)
-    plan = profile.plan_for(day.weekday())
-    minutes = (checkout.at - started) / timedelta(minutes=1) if started else None
-    if plan == "cardio":
-        return Workout(
-            event_id=f"{checkout.event_id}:visit",
-            ended_at=checkout.at,
-            kind="cardio",
-            duration_min=minutes,
-            from_gym_visit=True,
-        )
-    focus = "full" if plan in (None, "rest", "cardio") else plan
-    return Workout(
-        event_id=f"{checkout.event_id}:visit",
-        ended_at=checkout.at,
-        kind="strength",
-        focus=focus,  # type: ignore[arg-type]
-        duration_min=minutes,
-        from_gym_visit=True,
-    )
-
-
-def _supersede_visit(state: UserState, w: Workout) -> tuple[UserState, tuple[str, ...]]:
-    """A real workout during a visit that was already turned into a workout replaces it."""
-    v = state.synthesized_visit
-    if v is None or w.from_gym_visit:
-        return state, ()
-    if not (v.started_at - VISIT_SLACK <= w.ended_at <= v.ended_at + VISIT_SLACK):
-        return state, ()
-    pending = state.pending_protein
-    protein_cancelled = pending is not None and pending[0] in v.nudge_ids
-    state = replace(
-        state,
-        workouts=tuple(x for x in state.workouts if x.event_id != v.workout_event_id),
-        synthesized_visit=None,
-        pending_protein=None if protein_cancelled else pending,
-        protein_nudge_day=None if protein_cancelled else state.protein_nudge_day,
-    )
-    return state, v.nudge_ids
-
-
-def record(
-    event: Event, profile: Profile, state: UserState, now: datetime
-) -> tuple[Event, UserState, tuple[str, ...]]:
-    """The state with this event's facts; may turn a checkout into a workout event.
-
-    Returns (the event the rules should see, new state, nudge ids to cancel).
-    """
-    tz = profile.tz
-    today = local_date(now, tz)
-    if state.protein_day is not None and state.protein_day != today:
-        state = replace(state, protein_day=None, protein_logged_g=0.0)
+def record(event: Event, state: UserState, now: datetime) -> UserState:
+    """The state with this event's facts placed on the timeline by their own times."""
     state = _prune(state, now)
-    cancel: tuple[str, ...] = ()
     match event:
         case WorkoutCompleted(workout=w):
-            state, cancel = _supersede_visit(state, w)
-            state = _record_workout(profile, state, w)
-        case GymCheckin():
-            state = replace(state, open_visit=OpenVisit(event.event_id, event.at))
-        case GymCheckout():
-            visit = state.open_visit
-            state = replace(state, open_visit=None)
-            if visit is not None and visit.workout_seen:
-                return event, state, ()
-            if visit is None and any(
-                event.at - timedelta(hours=profile.settings.few_hours)
-                <= w.ended_at
-                <= event.at + VISIT_SLACK
-                for w in state.workouts
-            ):
-                return event, state, ()  # no check-in seen, but a workout covers the visit
-            w = _visit_workout(profile, event, visit.at if visit else None)
-            state = _record_workout(profile, state, w)
-            return WorkoutCompleted(w), state, ()
+            w = replace(w, reported_at=now)
+            acts = [a for a in state.activities if a.event_id != w.event_id] + [w]
+            acts.sort(key=lambda a: (a.ended_at, a.event_id))
+            return replace(state, activities=tuple(acts))
+        case GymCheckin() | GymCheckout():
+            kind: Any = "checkin" if isinstance(event, GymCheckin) else "checkout"
+            mark = GymMark(kind, event.event_id, event.at)
+            if mark in state.gym:
+                return state
+            return replace(state, gym=tuple(sorted((*state.gym, mark), key=lambda g: g.at)))
         case CardioPlanned(planned=p):
-            if p not in state.planned_cardio:
-                state = replace(state, planned_cardio=(*state.planned_cardio, p))
+            if p in state.planned_cardio:
+                return state
+            return replace(state, planned_cardio=(*state.planned_cardio, p))
         case ProteinLogged():
-            if local_date(event.at, tz) == today:
-                state = replace(
-                    state, protein_day=today, protein_logged_g=state.protein_logged_g + event.grams
-                )
+            log = ProteinLog(event.event_id, event.at, event.grams)
+            if any(x.event_id == log.event_id for x in state.protein):
+                return state
+            return replace(state, protein=tuple(sorted((*state.protein, log), key=lambda x: x.at)))
         case SorenessReported():
-            day = local_date(event.at, tz)
-            levels = dict(state.soreness)
-            levels[day] = max(levels.get(day, 0), event.level)
-            state = replace(state, soreness=tuple(sorted(levels.items())))
+            sore = SorenessLog(event.event_id, event.at, event.level)
+            if any(x.event_id == sore.event_id for x in state.soreness_logs):
+                return state
+            logs = tuple(sorted((*state.soreness_logs, sore), key=lambda x: x.at))
+            return replace(state, soreness_logs=logs)
         case DayStarted() | NudgeAcked() | NudgeSnoozed():
-            pass
-    return event, state, cancel
+            return state
 
 
 # ------------------------------------------------------------------ commands on nudges
@@ -253,86 +239,114 @@ def _command(
             replace(n, acknowledged=True) if n == target else n for n in state.recent_nudges
         )
         return Decision(state=replace(state, recent_nudges=recent))
-    due = now + timedelta(minutes=event.minutes)
     nudge_id = nudge_id_for(profile.user_id, event.event_id, target.rule, target.kind)
-    snoozed = (("snoozed_from", target.nudge_id),)
     kept = tuple(kv for kv in target.data if kv[0] != "snoozed_from")
-    nudge = Nudge(
-        nudge_id=nudge_id,
-        user=profile.user_id,
-        rule=target.rule,
-        kind=target.kind,
-        title=target.title,
-        message=target.message,
-        speech=target.speech,
-        due_at=due,
-        expires_at=due + timedelta(hours=1),
-        source_event_id=target.source_event_id,
-        evidence=target.evidence,
-        data=tuple(sorted((*kept, *snoozed))),
+    original = dict(target.data).get("snoozed_from", target.nudge_id)
+    due = now + timedelta(minutes=event.minutes)
+    expires = target.expires_at
+    bedtime = dict(target.data).get("bedtime")
+    if target.kind == "bedtime" and isinstance(bedtime, datetime):
+        expires = bedtime + SNOOZED_BEDTIME
+    draft = Draft(
+        target.rule, target.kind, nudge_id, target.source_event_id, due, expires,
+        target.evidence, lambda _at, _p: (target.title, target.message, target.speech, {}),
+    )  # fmt: skip
+    spot, why = place(draft, Context(profile=profile, state=state, now=now))
+    if spot is not None and target.kind == "protein":
+        spot = (spot[0], end_of_day(spot[0], profile.tz))  # the day it is read in
+    if spot is None:
+        note = f"{nudge_id} ({target.rule} {target.kind}) snoozed {event.minutes} min: {why}"
+        return Decision(state=state, dropped=(note,))
+    due, expires = spot
+    nudge = _word(draft, profile.user_id, due, expires, due, False)
+    nudge = replace(
+        nudge, nudge_id=nudge_id, data=tuple(sorted((*kept, ("snoozed_from", original))))
     )
-    if target.kind == "protein":  # the contract's numbers, as they stand when it comes back
-        ctx = Context(event=event, profile=profile, state=state, before=state, now=now)
-        fresh = protein_nudge(ctx, target.source_event_id, due)
-        nudge = replace(fresh, nudge_id=nudge_id, expires_at=nudge.expires_at)
-        nudge = replace(nudge, data=tuple(sorted((*fresh.data, *snoozed))))
-    placed, why = place(nudge, profile, now)
-    if placed is None:
-        return Decision(state=state, dropped=((nudge.nudge_id, why),))
-    return Decision(state=state, nudges=(placed,))
+    worded = deliver(nudge, profile, state, due)
+    if worded is None:
+        note = f"{nudge_id} ({target.rule} {target.kind}) snoozed: it no longer applies then"
+        return Decision(state=state, dropped=(note,))
+    planned = (*state.planned, Planned(nudge_id, nudge_id, expires, manual=True))
+    return Decision(state=replace(state, planned=planned), nudges=(worded,))
 
 
 # ------------------------------------------------------------------ the decision
 
 
 def decide(event: Event, profile: Profile, state: UserState, now: datetime) -> Decision:
-    """What to tell this user, and when, because of this event. Raises RefusalError."""
+    """What to tell this user, and when, now that this event is known. Raises RefusalError."""
     if isinstance(event, NudgeAcked | NudgeSnoozed):
         return _command(event, profile, state, now)
-    seen, after, cancel = record(event, profile, state, now)
-    ctx = Context(event=seen, profile=profile, state=after, before=state, now=now)
-    placed: list[Nudge] = []
-    dropped: list[tuple[str, str]] = []
-    ids: set[str] = set()
-    for nudge in apply_rules(ctx):
-        if nudge.nudge_id in ids:
-            continue  # e.g. R7 pairing one cardio with two leg days: one warning is enough
-        ids.add(nudge.nudge_id)
-        p, why = place(nudge, profile, now, ctx.night)
-        if p is None:
-            dropped.append((nudge.nudge_id, why))
+    after = record(event, state, now)
+    placed, dropped = derive(profile, after, now)
+    return reconcile(after, placed, dropped, now)
+
+
+def reconcile(
+    state: UserState, placed: list[Placed], dropped: list[str], now: datetime
+) -> Decision:
+    """New or changed nudges to schedule, planned ones that no longer hold to cancel.
+
+    A nudge already sent is never sent or cancelled again; a snoozed copy is the user's own
+    doing, and no re-decision cancels it."""
+    wanted = {p.nudge.nudge_id: p for p in placed}
+    known = {p.nudge_id: p for p in state.planned}
+    keep = [
+        p
+        for p in state.planned
+        if p.sent or p.manual or (p.nudge_id in wanted and wanted[p.nudge_id].digest == p.digest)
+    ]
+    cancel = tuple(
+        p.nudge_id for p in state.planned if not (p.sent or p.manual) and p.nudge_id not in wanted
+    )
+    schedule: list[Nudge] = []
+    for nudge_id, p in wanted.items():
+        old = known.get(nudge_id)
+        if old is not None and (old.sent or old.manual or old.digest == p.digest):
+            continue
+        schedule.append(p.nudge)
+        keep.append(Planned(nudge_id, p.digest, p.nudge.expires_at))
+    return Decision(
+        state=replace(state, planned=tuple(keep)),
+        nudges=tuple(schedule),
+        cancel=cancel,
+        dropped=tuple(dropped),
+    )
+
+
+def deliver(nudge: Nudge, profile: Profile, state: UserState, now: datetime) -> Nudge | None:
+    """The nudge as it reads at `now`, or None when it no longer applies (its facts changed,
+    its moment passed, or it would land in the sleep window)."""
+    original = dict(nudge.data).get("snoozed_from", nudge.nudge_id)
+    snoozed = original != nudge.nudge_id
+    if snoozed and nudge.expires_at is not None and nudge.expires_at <= now:
+        return None
+    placed, _ = derive(profile, state, now, expiring=not snoozed)
+    for p in placed:
+        if p.nudge.nudge_id != original:
+            continue
+        fresh = p.nudge
+        if fresh.due_at > now + timedelta(minutes=1):
+            return None  # deferred again: not its moment
+        data = dict(fresh.data)
+        if snoozed:
+            data["snoozed_from"] = original
+            expires = nudge.expires_at
         else:
-            placed.append(p)
-    after = _remember(after, seen, placed, profile)
-    return Decision(state=after, nudges=tuple(placed), cancel=cancel, dropped=tuple(dropped))
-
-
-def _remember(state: UserState, event: Event, placed: list[Nudge], profile: Profile) -> UserState:
-    """What the state must know of the nudges just placed (cooldown, protein, once-a-day marks)."""
-    tz = profile.tz
-    for n in placed:
-        if n.kind == "cooldown_start":
-            state = replace(state, cooldown_ends_at=n.data_dict()["cooldown_ends_at"])
-        elif n.kind == "protein":
-            state = replace(
-                state,
-                protein_nudge_day=local_date(n.due_at, tz),
-                pending_protein=(n.nudge_id, n.due_at, n.source_event_id),
-            )
-        elif n.rule == "R11":
-            state = replace(state, soreness_advice_day=local_date(n.due_at, tz))
-        elif n.rule == "R12":
-            state = replace(state, overreach_day=local_date(n.due_at, tz))
-    if isinstance(event, WorkoutCompleted) and event.workout.from_gym_visit:
-        w = event.workout
-        started = w.ended_at - timedelta(minutes=w.duration_min or 0)
-        visit = SynthesizedVisit(w.event_id, started, w.ended_at, tuple(n.nudge_id for n in placed))
-        state = replace(state, synthesized_visit=visit)
-    return state
+            expires = fresh.expires_at
+        return replace(
+            fresh,
+            nudge_id=nudge.nudge_id,
+            due_at=nudge.due_at,
+            expires_at=expires,
+            data=tuple(sorted(data.items())),
+        )
+    return None
 
 
 def published(state: UserState, nudge: Nudge) -> UserState:
-    """The state once a nudge has gone out: it becomes the last nudge, ack/snooze can find it."""
+    """The state once a nudge has gone out: it becomes the last nudge, ack/snooze can find it,
+    and no re-decision sends or cancels it again."""
     summary = NudgeSummary(
         nudge_id=nudge.nudge_id,
         kind=nudge.kind,
@@ -344,14 +358,15 @@ def published(state: UserState, nudge: Nudge) -> UserState:
         source_event_id=nudge.source_event_id,
         evidence=nudge.evidence,
         data=nudge.data,
+        expires_at=nudge.expires_at,
     )
     recent = tuple(n for n in state.recent_nudges if n.nudge_id != nudge.nudge_id)
-    pending = state.pending_protein
-    if pending is not None and pending[0] == nudge.nudge_id:
-        pending = None
-    return replace(
-        state, recent_nudges=(*recent, summary)[-RECENT_NUDGES:], pending_protein=pending
+    planned = tuple(
+        replace(p, sent=True) if p.nudge_id == nudge.nudge_id else p for p in state.planned
     )
+    if not any(p.nudge_id == nudge.nudge_id for p in planned):
+        planned = (*planned, Planned(nudge.nudge_id, "", nudge.expires_at, sent=True))
+    return replace(state, recent_nudges=(*recent, summary)[-RECENT_NUDGES:], planned=planned)
 
 
 def next_day_start(profile: Profile, now: datetime) -> datetime:
@@ -360,7 +375,19 @@ def next_day_start(profile: Profile, now: datetime) -> datetime:
 
 
 def day_event_id(profile: Profile, at: datetime) -> str:
-    return f"day:{local_date(at, profile.tz).isoformat()}"
+    """The tick's own id: a start at 05:00 and the wake-time tick that day are two ticks."""
+    return f"day:{at.astimezone(profile.tz).strftime('%Y-%m-%dT%H:%M')}"
+
+
+def cooldown_ends_at(profile: Profile, state: UserState, now: datetime) -> datetime | None:
+    """The end of the cooldown timer running now, if one is (R1's own figure)."""
+    ctx = Context(profile=profile, state=state, now=now)
+    for d in r1_cooldown(ctx):
+        if d.kind == "cooldown_start" and d.due <= now:
+            ends = dict(d.data)["cooldown_ends_at"]
+            if isinstance(ends, datetime) and ends > now:
+                return ends
+    return None
 
 
 def state_view(profile: Profile, state: UserState, now: datetime) -> dict[str, Any]:
@@ -370,12 +397,11 @@ def state_view(profile: Profile, state: UserState, now: datetime) -> dict[str, A
     target, remaining = protein_figures(profile, state, now)
     zone2 = zone2_minutes_now(profile, state, now)
     zone2_target = profile.settings.zone2_target_minutes_week
-    cooldown = (
-        state.cooldown_ends_at if state.cooldown_ends_at and state.cooldown_ends_at > now else None
-    )
-    last_w = state.workouts[-1] if state.workouts else None
+    cooldown = cooldown_ends_at(profile, state, now)
+    acts = all_activities(profile, state)[0]
+    last_w = max(acts, key=lambda a: a.ended_at) if acts else None
     last_n = state.recent_nudges[-1] if state.recent_nudges else None
-    logged = state.protein_logged_g if state.protein_day == local_date(now, tz) else 0.0
+    logged = sum(p.grams for p in state.protein if local_date(p.at, tz) == local_date(now, tz))
 
     def iso(t: datetime | None) -> str | None:
         return t.astimezone(tz).isoformat() if t else None

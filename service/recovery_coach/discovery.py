@@ -9,9 +9,9 @@ carries every entity, so one empty retained message removes them all again.
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import Any, Final, get_args
 
-from .models import NUDGE_KINDS as _KINDS
+from .models import NudgeKind
 
 HA_DISCOVERY_PREFIX: Final = "homeassistant"
 HA_STATUS_TOPIC: Final = f"{HA_DISCOVERY_PREFIX}/status"
@@ -21,7 +21,7 @@ PROJECT_URL: Final = "https://github.com/recovery-coach/recovery-coach"
 
 # The nine nudge kinds of the public contract (models.py, standard library only too); the
 # `event` entity accepts only these.
-NUDGE_KINDS: Final = _KINDS
+NUDGE_KINDS: Final = get_args(NudgeKind)
 
 _QOS: Final = 1
 

@@ -28,6 +28,7 @@ from .models import (
     SorenessReported,
     Workout,
     WorkoutCompleted,
+    unknown_muscles,
 )
 
 MAX_BODY = 64 * 1024
@@ -289,6 +290,13 @@ def _build(kind: str, rest: str, topic: str, raw: bytes, text: str, received_at:
     if kind == "workout/completed":
         w = WorkoutIn.model_validate_json(text, strict=True)
         _check_time("ended_at", w.ended_at, received_at)
+        unknown = unknown_muscles(w.muscle_groups)
+        if unknown:
+            raise ValueError(
+                f"muscle_groups: '{unknown[0][:40]}' is not a muscle group this service knows "
+                "(leg muscles: quads or quadriceps, hamstrings, glutes, calves, adductors, "
+                "hip flexors; others such as chest, back, shoulders, biceps, triceps, core)"
+            )
         nc = w.next_cardio
         return WorkoutCompleted(
             Workout(

@@ -20,7 +20,9 @@ def local_datetime(day: date, clock: time, tz: ZoneInfo) -> datetime:
     In a DST gap (a clock time that does not exist) it is shifted forward by the gap, as a
     wall clock would be; in a fold (a clock time that happens twice) it is the first.
     """
-    return datetime.combine(day, clock).replace(tzinfo=tz, fold=0).astimezone(UTC).astimezone(tz)
+    # In UTC: Python compares two datetimes of the same zone by wall clock, ignoring `fold`,
+    # so in the repeated hour of a DST change 03:30 would sort after 03:00 (second time).
+    return datetime.combine(day, clock).replace(tzinfo=tz, fold=0).astimezone(UTC)
 
 
 def local_date(instant: datetime, tz: ZoneInfo) -> date:
@@ -63,12 +65,12 @@ def sleep_need(profile: Profile) -> timedelta:
 
 def bedtime_for(profile: Profile, wake: datetime) -> datetime:
     """Bedtime that leaves the full sleep need, in real elapsed time, before `wake`."""
-    return (wake.astimezone(UTC) - sleep_need(profile)).astimezone(profile.tz)
+    return wake.astimezone(UTC) - sleep_need(profile)
 
 
 @dataclass(frozen=True)
 class Night:
-    """One sleep window: from bedtime to the wake time that ends it."""
+    """One sleep window: from bedtime to the wake time that ends it (times in UTC)."""
 
     winddown: datetime
     bedtime: datetime
@@ -79,9 +81,11 @@ class Night:
 
 
 def night_ending(profile: Profile, wake: datetime) -> Night:
+    wake = wake.astimezone(UTC)
     bed = bedtime_for(profile, wake)
-    winddown = bed.astimezone(UTC) - timedelta(minutes=profile.settings.winddown_minutes)
-    return Night(winddown=winddown.astimezone(profile.tz), bedtime=bed, wake=wake)
+    return Night(
+        winddown=bed - timedelta(minutes=profile.settings.winddown_minutes), bedtime=bed, wake=wake
+    )
 
 
 def night_around(profile: Profile, instant: datetime) -> Night:
@@ -99,7 +103,7 @@ def fmt_clock(instant: datetime, tz: ZoneInfo) -> str:
 
 
 def fmt_day_clock(instant: datetime, tz: ZoneInfo, now: datetime) -> str:
-    """'22:15', 'tomorrow at 07:00' or 'Mon 07:00', relative to `now` in the user's zone."""
+    """'22:15', 'tomorrow at 07:00' or 'Monday at 07:00', relative to `now` in the user's zone."""
     local = instant.astimezone(tz)
     days = (local.date() - now.astimezone(tz).date()).days
     clock = local.strftime("%H:%M")
@@ -107,4 +111,27 @@ def fmt_day_clock(instant: datetime, tz: ZoneInfo, now: datetime) -> str:
         return clock
     if days == 1:
         return f"tomorrow at {clock}"
-    return f"{local.strftime('%a')} {clock}"
+    if days == -1:
+        return f"yesterday at {clock}"
+    return f"{local.strftime('%A')} at {clock}"
+
+
+def day_word(instant: datetime, tz: ZoneInfo, now: datetime) -> str:
+    """'today', 'yesterday', 'tomorrow' or 'Monday', relative to `now` in the user's zone."""
+    days = (local_date(instant, tz) - local_date(now, tz)).days
+    words = {0: "today", -1: "yesterday", 1: "tomorrow"}
+    return words.get(days, instant.astimezone(tz).strftime("%A"))
+
+
+def fmt_duration(span: timedelta) -> str:
+    """As people say it: '5 h 59 min', '6 h', '45 min' (rounded down to the minute)."""
+    minutes = int(span.total_seconds() // 60)
+    h, m = divmod(minutes, 60)
+    if h and m:
+        return f"{h} h {m} min"
+    return f"{h} h" if h else f"{m} min"
+
+
+def end_of_day(instant: datetime, tz: ZoneInfo) -> datetime:
+    """Local midnight at the end of the day `instant` falls on."""
+    return local_datetime(local_date(instant, tz) + timedelta(days=1), time(0, 0), tz)

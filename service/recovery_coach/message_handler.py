@@ -15,7 +15,7 @@ from typing import Protocol
 
 from . import coach
 from .inbound import Accepted, Refused, parse
-from .models import DayStarted, Decision, Nudge, Profile, UserState
+from .models import DayStarted, Decision, Nudge, Profile, UserState, dedupe_key
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,8 @@ class MessageHandler:
     def _apply(self, msg: Accepted, now: datetime) -> Outcome:
         user, event = msg.user, msg.event
         out = Outcome(user=user, event_id=event.event_id)
-        if self.repo.seen(user, event.event_id):
+        key = dedupe_key(event)
+        if self.repo.seen(user, key):
             out.duplicate = True
             return out
         state = self.repo.load(user)
@@ -98,9 +99,9 @@ class MessageHandler:
             out.refused = Refused(user, msg.topic, str(exc), event.event_id)
             return out
         nudges = self._unpublished(decision) if self.filter_published else list(decision.nudges)
-        for nudge_id, why in decision.dropped:
-            log.debug("nudge %s for %s %s", nudge_id, user, why)
-        self.repo.save(user, event.event_id, decision.state, nudges, decision.cancel)
+        for note in decision.dropped:
+            log.debug("nudge %s for %s", note, user)
+        self.repo.save(user, key, decision.state, nudges, decision.cancel)
         out.scheduled = list(nudges)
         out.cancelled = list(decision.cancel)
         return out
@@ -114,3 +115,16 @@ class MessageHandler:
     def nudge_published(self, user: str, nudge: Nudge) -> UserState:
         """Record that a nudge went out; returns the new state to save."""
         return coach.published(self.repo.load(user), nudge)
+
+    def word(self, nudge: Nudge, now: datetime) -> Nudge | None:
+        """The nudge as it reads now, or None (logged) when it no longer applies."""
+        worded = coach.deliver(nudge, self.profiles[nudge.user], self.repo.load(nudge.user), now)
+        if worded is None:
+            log.info(
+                "nudge %s (%s %s) for %s dropped: it no longer applies",
+                nudge.nudge_id,
+                nudge.rule,
+                nudge.kind,
+                nudge.user,
+            )
+        return worded

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -30,20 +30,46 @@ NudgeKind = Literal[
 ]
 RuleId = Literal["R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R10", "R11", "R12", "R13"]
 
-NUDGE_KINDS: tuple[NudgeKind, ...] = (
-    "cooldown_start",
-    "cooldown_done",
-    "cardio_advice",
-    "cardio_warning",
-    "protein",
-    "bedtime_winddown",
-    "bedtime",
-    "zone2_progress",
-    "recovery_advice",
-)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 LEG_FOCI = frozenset({"legs", "lower", "full"})
-LEG_MUSCLES = frozenset({"quads", "hamstrings", "glutes", "calves", "adductors", "hip_flexors"})
+# RULES.md's leg muscles, with the names people and apps use for them (any case, spaces or
+# hyphens for underscores); any other known muscle is not a leg muscle.
+LEG_MUSCLES: dict[str, str] = {
+    "quads": "quads",
+    "quad": "quads",
+    "quadriceps": "quads",
+    "hamstrings": "hamstrings",
+    "hamstring": "hamstrings",
+    "glutes": "glutes",
+    "glute": "glutes",
+    "gluteus": "glutes",
+    "calves": "calves",
+    "calf": "calves",
+    "adductors": "adductors",
+    "adductor": "adductors",
+    "hip_flexors": "hip_flexors",
+    "hip_flexor": "hip_flexors",
+}
+OTHER_MUSCLES = frozenset(
+    {
+        "chest", "pecs", "back", "lats", "upper_back", "lower_back", "traps", "shoulders",
+        "delts", "biceps", "triceps", "forearms", "abs", "core", "obliques", "neck",
+        "abductors", "hips", "full_body",
+    }
+)  # fmt: skip
+
+
+def muscle_key(name: str) -> str:
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def unknown_muscles(names: tuple[str, ...] | list[str]) -> list[str]:
+    """Muscle names neither in LEG_MUSCLES nor OTHER_MUSCLES (refused at the edge)."""
+    return [
+        n for n in names if muscle_key(n) not in LEG_MUSCLES and muscle_key(n) not in OTHER_MUSCLES
+    ]
+
+
 STRENGTH_KINDS = frozenset({"strength", "mixed"})
 
 
@@ -68,6 +94,8 @@ class Settings:
     severe_soreness_level: int = 8
     severe_soreness_days: int = 2
     bedtime_every_day: bool = True
+    visit_rejoin_minutes: int = 10  # back in the gym this soon after a checkout: same visit
+    visit_min_minutes: int = 15  # a shorter visit (a geofence brushing past) is no workout
 
 
 @dataclass(frozen=True)
@@ -126,6 +154,16 @@ class Workout:
     zone: int | None = None
     next_cardio: PlannedCardio | None = None
     from_gym_visit: bool = False
+    reported_at: datetime | None = None  # when the message arrived (None: at ended_at)
+
+    @property
+    def started_at(self) -> datetime:
+        return self.ended_at - timedelta(minutes=self.duration_min or 0)
+
+    @property
+    def known_at(self) -> datetime:
+        """When we learnt of it: the nudges it causes cannot be due before then."""
+        return max(self.ended_at, self.reported_at or self.ended_at)
 
     @property
     def leg_day(self) -> bool:
@@ -134,7 +172,7 @@ class Workout:
             return False
         if self.focus in LEG_FOCI:
             return True
-        return any(m.lower().replace(" ", "_") in LEG_MUSCLES for m in self.muscle_groups)
+        return any(muscle_key(m) in LEG_MUSCLES for m in self.muscle_groups)
 
     @property
     def strength(self) -> bool:
@@ -142,7 +180,8 @@ class Workout:
 
     @property
     def cardio(self) -> bool:
-        return self.kind == "cardio"
+        """Cardio for the rules: runs, rides, rows, and classes such as spin (RULES.md R2)."""
+        return self.kind in ("cardio", "class")
 
 
 @dataclass(frozen=True)
@@ -227,6 +266,27 @@ Event = (
 )
 
 
+_KIND_OF_EVENT: dict[type, str] = {
+    WorkoutCompleted: "workout",
+    GymCheckin: "checkin",
+    GymCheckout: "checkout",
+    CardioPlanned: "plan",
+    ProteinLogged: "protein",
+    SorenessReported: "soreness",
+    NudgeAcked: "ack",
+    NudgeSnoozed: "snooze",
+    DayStarted: "day",
+}
+
+
+def dedupe_key(event: Event) -> str:
+    """What makes a message a redelivery: the same kind of message with the same event_id.
+
+    A gym visit's check-in and checkout may share one id (an NFC tag, a zone automation).
+    """
+    return f"{_KIND_OF_EVENT[type(event)]}:{event.event_id}"
+
+
 # ---------------------------------------------------------------- nudges
 
 
@@ -282,22 +342,41 @@ class Nudge:
 
 
 @dataclass(frozen=True)
-class OpenVisit:
-    """A gym check-in not yet checked out."""
+class GymMark:
+    """A check-in or checkout, kept by its own time: visits are derived from these."""
 
+    kind: Literal["checkin", "checkout"]
     event_id: str
     at: datetime
-    workout_seen: bool = False
 
 
 @dataclass(frozen=True)
-class SynthesizedVisit:
-    """A checkout that became a workout; a real workout for the visit may still replace it."""
+class ProteinLog:
+    event_id: str
+    at: datetime
+    grams: float
 
-    workout_event_id: str
-    started_at: datetime
-    ended_at: datetime
-    nudge_ids: tuple[str, ...]
+
+@dataclass(frozen=True)
+class SorenessLog:
+    event_id: str
+    at: datetime
+    level: int
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A nudge the core has handed to the scheduler: what it rests on, and whether it went out.
+
+    `digest` covers the facts-based due time, expiry and data, so a re-decision that yields
+    the same nudge adds nothing; `manual` marks snoozed copies, which no re-decision cancels.
+    """
+
+    nudge_id: str
+    digest: str
+    expires_at: datetime | None
+    sent: bool = False
+    manual: bool = False
 
 
 @dataclass(frozen=True)
@@ -315,27 +394,20 @@ class NudgeSummary:
     evidence: tuple[str, ...] = ()
     acknowledged: bool = False
     data: tuple[tuple[str, Any], ...] = ()  # the nudge's own numbers, so a snooze keeps them
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class UserState:
-    """What the service remembers of one user; replaced whole by each decision."""
+    """What the service remembers of one user: the timeline of facts, ordered by their own
+    times (not by arrival), and the nudges planned from it. Replaced whole by each decision."""
 
-    workouts: tuple[Workout, ...] = ()  # last 14 days, oldest first
+    activities: tuple[Workout, ...] = ()  # by ended_at; the last few weeks
     planned_cardio: tuple[PlannedCardio, ...] = ()
-    protein_day: date | None = None
-    protein_logged_g: float = 0.0
-    protein_nudge_day: date | None = None
-    pending_protein: tuple[str, datetime, str] | None = None  # (nudge_id, due_at, source event)
-    soreness: tuple[tuple[date, int], ...] = ()  # (local date, max level that day), last 14 days
-    soreness_advice_day: date | None = None
-    overreach_day: date | None = None
-    zone2_week: tuple[int, int] | None = None  # ISO (year, week) in the user's zone
-    zone2_minutes: float = 0.0
-    zone2_nudge_week: tuple[int, int] | None = None
-    open_visit: OpenVisit | None = None
-    synthesized_visit: SynthesizedVisit | None = None
-    cooldown_ends_at: datetime | None = None
+    gym: tuple[GymMark, ...] = ()  # by at
+    protein: tuple[ProteinLog, ...] = ()  # by at; the last two days
+    soreness_logs: tuple[SorenessLog, ...] = ()  # by at
+    planned: tuple[Planned, ...] = ()
     recent_nudges: tuple[NudgeSummary, ...] = ()  # published, newest last
 
 
@@ -346,4 +418,4 @@ class Decision:
     state: UserState
     nudges: tuple[Nudge, ...] = ()
     cancel: tuple[str, ...] = ()
-    dropped: tuple[tuple[str, str], ...] = ()  # (nudge_id, why) for the log
+    dropped: tuple[str, ...] = ()  # "nudge_id (rule kind) why", for the log

@@ -1,109 +1,134 @@
-"""The thirteen rules of RULES.md as pure functions of (event, profile, state, now).
+"""The thirteen rules of RULES.md as pure functions of (facts, profile, now).
 
-Each rule reads a `Context` and returns the nudges it wants, with due times as the rule sees
-them; `coach.place` later applies what no rule may break (never in the past, never inside
-the sleep window). Wording follows RULES.md: cardio after leg day is fine at low to moderate
-effort, cardio is never said to speed recovery, and no advice goes below 8 h of sleep or
-outside 1.2-2.0 g/kg unless the user set it.
+Each rule reads the user's timeline (`Context`: sessions, planned cardio, logs) and yields
+`Draft`s: the nudge it wants, with due time and expiry taken from the facts' own times
+(never from when a message arrived), and a `words` function that writes the title, message
+and speech as they read at a given moment. `coach` places drafts (never in the past, never in
+the sleep window) and words them at their delivery time. Wording follows RULES.md and the
+article: cardio after leg day is fine at low to moderate effort, cardio is never said to
+speed recovery, and no advice goes below 8 h of sleep or outside 1.2-2.0 g/kg unless the
+user set it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from . import evidence as ev
 from .local_time import (
     Night,
+    day_word,
+    end_of_day,
     fmt_clock,
     fmt_day_clock,
+    fmt_duration,
     iso_week,
     local_date,
     local_datetime,
     night_around,
-    week_fraction_elapsed,
+    night_ending,
+    wake_on,
 )
 from .models import (
-    CardioPlanned,
-    DayStarted,
-    Event,
-    Nudge,
     NudgeKind,
     PlannedCardio,
     Profile,
-    ProteinLogged,
     RuleId,
-    SorenessReported,
     UserState,
     Workout,
-    WorkoutCompleted,
-    nudge_id_for,
 )
+from .timeline import Session, all_activities, is_hard, sessions
 
-LATE_EVENT = timedelta(minutes=30)  # a cooldown reminder later than this is no use
+LATE_EVENT = timedelta(minutes=30)  # "cool down now" later than this after the end is no use
+LOOKBACK = timedelta(hours=72)  # sessions older than this can cause no nudge any more
+BEDTIME_LATE = timedelta(minutes=15)  # a bedtime nudge later than this could wake them
+SNOOZED_BEDTIME = timedelta(hours=1)  # asked for by the user: they are awake
+FULFILS = timedelta(hours=3)
+# R13 waits this long for the rest of a sync: a watch sends a session's activities one by one,
+# and a key run or same-session cardio among them silences R13 (one voice).
+SETTLE = timedelta(minutes=2)  # a logged cardio this close to a planned one is that session
+
+Words = tuple[str, str, str, dict[str, Any]]  # title, message, speech, data known only then
+WordsFn = Callable[[datetime, bool], Words]  # (moment read, its follow-up nudge is sent)
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A nudge a rule wants: what it rests on, when it is due and until when it is true."""
+
+    rule: RuleId
+    kind: NudgeKind
+    key: str  # with user, rule and kind, the nudge id: stable for the same facts
+    source_event_id: str
+    due: datetime  # from the facts' own times
+    expires: datetime | None
+    evidence: tuple[str, ...]
+    words: WordsFn = field(compare=False)
+    data: tuple[tuple[str, Any], ...] = ()  # numbers known from the facts alone
+    separation: datetime | None = None  # R4/R5/R6: keep cardio apart from this strength end
+    anchor: datetime | None = None  # the leg day an R13 nudge is about
 
 
 @dataclass(frozen=True)
 class Context:
-    """What every rule sees: the event, the profile, the state after the event, and now."""
+    """What every rule sees: the profile, the remembered facts, and the moment of deciding."""
 
-    event: Event
     profile: Profile
     state: UserState
-    before: UserState
     now: datetime
 
     @property
-    def tz(self) -> Any:
+    def tz(self) -> ZoneInfo:
         return self.profile.tz
 
     @cached_property
+    def sessions(self) -> list[Session]:
+        return sessions(self.profile, self.state)
+
+    @cached_property
+    def recent(self) -> list[Session]:
+        """Sessions that may still cause a nudge."""
+        return [s for s in self.sessions if s.ended_at >= self.now - LOOKBACK]
+
+    @cached_property
+    def activities(self) -> list[Workout]:
+        return all_activities(self.profile, self.state)[0]
+
+    @cached_property
+    def planned(self) -> list[PlannedCardio]:
+        """Planned cardio still to come, or recent, and not yet done (a logged cardio near it)."""
+        seen: dict[tuple[datetime, str], PlannedCardio] = {}
+        plans = [*self.state.planned_cardio]
+        plans += [a.next_cardio for a in self.activities if a.next_cardio is not None]
+        for p in plans:
+            if p.planned_at < self.now - LOOKBACK:
+                continue
+            if any(
+                a.cardio and abs(a.started_at - p.planned_at) <= FULFILS for a in self.activities
+            ):
+                continue
+            k = (p.planned_at, p.kind)
+            if k not in seen or (p.key_session and not seen[k].key_session):
+                seen[k] = p
+        return sorted(seen.values(), key=lambda p: (p.planned_at, p.kind))
+
+    @cached_property
     def night(self) -> Night:
-        """The night around `now` (the next one not yet over), computed once per event."""
+        """The night around `now` (the next one not yet over)."""
         return night_around(self.profile, self.now)
 
-    @property
-    def workout(self) -> Workout | None:
-        return self.event.workout if isinstance(self.event, WorkoutCompleted) else None
-
-    def nudge(
-        self,
-        rule: RuleId,
-        kind: NudgeKind,
-        title: str,
-        message: str,
-        speech: str,
-        due: datetime,
-        expires: datetime | None,
-        evidence: tuple[str, ...],
-        data: dict[str, Any] | None = None,
-        source: str | None = None,
-    ) -> Nudge:
-        source_id = source if source is not None else self.event.event_id
-        return Nudge(
-            nudge_id=nudge_id_for(self.profile.user_id, source_id, rule, kind),
-            user=self.profile.user_id,
-            rule=rule,
-            kind=kind,
-            title=title,
-            message=message,
-            speech=speech,
-            due_at=due,
-            expires_at=expires,
-            source_event_id=source_id,
-            evidence=evidence,
-            data=tuple(sorted((data or {}).items())),
-        )
+    def strength_before(self, at: datetime) -> Session | None:
+        """The latest session with strength in it that ended by `at`."""
+        found = [s for s in self.sessions if s.has_strength and s.strength_ended_at <= at]
+        return max(found, key=lambda s: s.strength_ended_at) if found else None
 
 
-Rule = Callable[[Context], Iterator[Nudge]]
-
-
-def _start(ctx: Context, w: Workout) -> datetime:
-    return max(w.ended_at, ctx.now)
+Rule = Callable[[Context], Iterator[Draft]]
 
 
 def _num(x: float) -> str:
@@ -111,277 +136,322 @@ def _num(x: float) -> str:
     return f"{x:g}"
 
 
-# ------------------------------------------------------------ cardio around a leg day
+def _at(day_clock: str) -> str:
+    """'07:00' -> 'at 07:00'; 'tomorrow at 07:00' stays as it is."""
+    return day_clock if " at " in day_clock else f"at {day_clock}"
 
 
-@dataclass(frozen=True)
-class CardioAfterLegs:
-    """A leg day and a cardio session after it (planned or logged), as the rules see them."""
-
-    leg_day: Workout
-    cardio_at: datetime  # when the cardio starts (planned) or started (logged)
-    kind: str
-    rpe: float | None
-    key_session: bool
-    logged: bool
+def _fixed(title: str, message: str, speech: str) -> WordsFn:
+    return lambda _at, _partnered: (title, message, speech, {})
 
 
-def _cardio_start(w: Workout) -> datetime:
-    return w.ended_at - timedelta(minutes=w.duration_min or 0)
+# ------------------------------------------------------------ R1..R3: after any workout
 
 
-def cardio_after_strength(ctx: Context, *, legs_only: bool) -> list[CardioAfterLegs]:
-    """Pairs (strength session, later cardio) that this event creates, not older ones."""
-    pairs: list[CardioAfterLegs] = []
-    strength = [w for w in ctx.state.workouts if (w.leg_day if legs_only else w.strength)]
-    w = ctx.workout
-    if w is not None and (w.leg_day if legs_only else w.strength):
-        if w.next_cardio is not None and w.next_cardio.planned_at >= w.ended_at:
-            nc = w.next_cardio
-            pairs.append(CardioAfterLegs(w, nc.planned_at, nc.kind, nc.rpe, nc.key_session, False))
-        for p in ctx.before.planned_cardio:
-            if p.planned_at >= w.ended_at and p != w.next_cardio:
-                pairs.append(CardioAfterLegs(w, p.planned_at, p.kind, p.rpe, p.key_session, False))
-    elif w is not None and w.cardio:
-        start = _cardio_start(w)
-        for s in strength:
-            if s.ended_at <= start + timedelta(minutes=5) and s is not w:
-                pairs.append(CardioAfterLegs(s, start, w.kind, w.rpe, False, True))
-    elif isinstance(ctx.event, CardioPlanned):
-        p = ctx.event.planned
-        for s in strength:
-            if s.ended_at <= p.planned_at:
-                pairs.append(CardioAfterLegs(s, p.planned_at, p.kind, p.rpe, p.key_session, False))
-    return pairs
-
-
-def _same_day(ctx: Context, a: datetime, b: datetime) -> bool:
-    return local_date(a, ctx.tz) == local_date(b, ctx.tz)
-
-
-# ------------------------------------------------------------------------ R1..R13
-
-
-def r1_cooldown(ctx: Context) -> Iterator[Nudge]:
-    """R1: any workout completed -> cooldown now, and a second nudge when the timer ends."""
-    w = ctx.workout
-    if w is None or ctx.now - w.ended_at > LATE_EVENT:
-        return
+def r1_cooldown(ctx: Context) -> Iterator[Draft]:
+    """R1: any session completed -> cooldown now, and a second nudge when the timer ends."""
     minutes = ctx.profile.settings.cooldown_minutes
-    start = _start(ctx, w)
-    ends = start + timedelta(minutes=minutes)
-    data = {"cooldown_ends_at": ends, "cooldown_minutes": minutes}
-    yield ctx.nudge(
-        "R1",
-        "cooldown_start",
-        "Cool down now",
-        f"Take {minutes} easy minutes to cool down: a slow walk or an easy spin brings your "
-        f"heart rate and blood pressure down gently. I'll tell you when the {minutes} minutes "
-        f"are up, at {fmt_clock(ends, ctx.tz)}.",
-        f"Time to cool down: {minutes} easy minutes of walking or spinning.",
-        start,
-        ends,
-        (ev.ACSM_COOLDOWN,),
-        data,
-    )
-    yield ctx.nudge(
-        "R1",
-        "cooldown_done",
-        "Cooldown done",
-        f"That's your {minutes}-minute cooldown done. Your heart rate and blood pressure have "
-        "had time to come down gently.",
-        "Cooldown done. Nice work.",
-        ends,
-        ends + timedelta(minutes=15),
-        (ev.ACSM_COOLDOWN,),
-        data,
-    )
+    for s in ctx.recent:
+        start = s.known_at
+        if start - s.ended_at > LATE_EVENT:
+            continue  # synced too late: the moment for a cooldown has passed
+        ends = start + timedelta(minutes=minutes)
+        data = (("cooldown_ends_at", ends), ("cooldown_minutes", minutes))
+        clock = fmt_clock(ends, ctx.tz)
+
+        def start_words(_at: datetime, partnered: bool, clock: str = clock) -> Words:
+            msg = (
+                f"Take {minutes} easy minutes to cool down: a slow walk or an easy spin brings "
+                "your heart rate and blood pressure down gently."
+            )
+            if partnered:
+                msg += f" I'll tell you when the {minutes} minutes are up, at {clock}."
+            speech = f"Time to cool down: {minutes} easy minutes of walking or spinning."
+            return "Cool down now", msg, speech, {}
+
+        yield Draft(
+            "R1", "cooldown_start", s.key, s.source_event_id, start, ends,
+            (ev.ACSM_COOLDOWN,), start_words, data,
+        )  # fmt: skip
+        yield Draft(
+            "R1", "cooldown_done", s.key, s.source_event_id, ends, ends + timedelta(minutes=15),
+            (ev.ACSM_COOLDOWN,),
+            _fixed(
+                "Cooldown done",
+                f"That's your {minutes}-minute cooldown done. Your heart rate and blood "
+                "pressure have had time to come down gently.",
+                "Cooldown done. Nice work.",
+            ),
+            data,
+        )  # fmt: skip
 
 
-def r2_cardio_cap(ctx: Context) -> Iterator[Nudge]:
+def r2_cardio_cap(ctx: Context) -> Iterator[Draft]:
     """R2: leg day completed -> cardio is fine, keep it at 6/10 or less."""
-    w = ctx.workout
-    if w is None or not w.leg_day:
-        return
     cap = ctx.profile.settings.moderate_rpe_max
-    start = _start(ctx, w)
-    yield ctx.nudge(
-        "R2",
-        "cardio_advice",
-        "Cardio after leg day: keep it easy",
-        f"Cardio after leg day is fine. Keep it low to moderate: {_num(cap)} or less out of 10, "
-        "or the talk test: you can talk but not sing. Save sprints, HIIT and hard spin classes "
-        "for fresh legs: on tired legs they raise your injury risk.",
-        f"Cardio after leg day is fine. Keep it easy: {_num(cap)} out of 10 or less, "
-        "so you can still talk.",
-        start,
-        start + timedelta(hours=ctx.profile.settings.few_hours),
-        (ev.CHURCHILL_LOW_MODERATE, ev.CARLSON_INJURY, ev.CDC_EFFORT),
-        {"rpe_cap": cap},
-    )
+    few = timedelta(hours=ctx.profile.settings.few_hours)
+    for s in ctx.recent:
+        if not s.leg_day:
+            continue
+        yield Draft(
+            "R2", "cardio_advice", s.key, s.source_event_id, s.known_at, s.ended_at + few,
+            (ev.CHURCHILL_LOW_MODERATE, ev.CARLSON_INJURY, ev.CDC_EFFORT),
+            _fixed(
+                "Cardio after leg day: keep it easy",
+                f"Cardio after leg day is fine. Keep it low to moderate: {_num(cap)} or less "
+                "out of 10, or the talk test: you can talk but not sing. Save sprints, HIIT and "
+                "hard spin classes for fresh legs: on tired legs they raise your injury risk.",
+                f"Cardio after leg day is fine. Keep it easy: {_num(cap)} out of 10 or less, "
+                "so you can still talk.",
+            ),
+            (("rpe_cap", cap),),
+        )  # fmt: skip
 
 
-def r3_gains_myth(ctx: Context) -> Iterator[Nudge]:
+def r3_gains_myth(ctx: Context) -> Iterator[Draft]:
     """R3: leg day and goal hypertrophy/strength -> cardio does not cost you muscle or strength."""
-    w = ctx.workout
-    if w is None or not w.leg_day or ctx.profile.goal not in ("hypertrophy", "strength"):
+    goal = ctx.profile.goal
+    if goal not in ("hypertrophy", "strength"):
         return
-    goal = "muscle size" if ctx.profile.goal == "hypertrophy" else "maximal strength"
-    start = _start(ctx, w)
-    yield ctx.nudge(
-        "R3",
-        "cardio_advice",
-        "Cardio won't cost you gains",
-        f"Doing cardio after lifting does not compromise {goal}: a 2022 meta-analysis found "
-        "strength and aerobic training combine fine, even in the same session.",
-        f"Good news: cardio after lifting won't cost you {goal}.",
-        start,
-        start + timedelta(hours=ctx.profile.settings.few_hours),
-        (ev.SCHUMANN_2022,),
-        {"goal": ctx.profile.goal},
-    )
+    what = "muscle size" if goal == "hypertrophy" else "maximal strength"
+    few = timedelta(hours=ctx.profile.settings.few_hours)
+    for s in ctx.recent:
+        if not s.leg_day:
+            continue
+        yield Draft(
+            "R3", "cardio_advice", s.key, s.source_event_id, s.known_at, s.ended_at + few,
+            (ev.SCHUMANN_2022,),
+            _fixed(
+                "Cardio won't cost you gains",
+                f"Doing cardio after lifting does not compromise {what}: a 2022 meta-analysis "
+                "found strength and aerobic training combine fine, even in the same session.",
+                f"Good news: cardio after lifting won't cost you {what}.",
+            ),
+            (("goal", goal),),
+        )  # fmt: skip
 
 
-def r4_power_caveat(ctx: Context) -> Iterator[Nudge]:
-    """R4: goal power and cardio in the same session -> put cardio on another day."""
+# ------------------------------------------------------------ R4..R7: cardio and strength
+
+
+def r4_power_caveat(ctx: Context) -> Iterator[Draft]:
+    """R4: goal power and cardio in the same session as strength (either order) -> another day."""
     if ctx.profile.goal != "power":
         return
-    same = timedelta(minutes=ctx.profile.settings.same_session_minutes)
-    w = ctx.workout
-    hit = w is not None and w.kind == "mixed"
-    if not hit:
-        hit = any(
-            p.cardio_at - p.leg_day.ended_at <= same
-            for p in cardio_after_strength(ctx, legs_only=False)
-        )
-    if not hit:
-        return
-    due = ctx.now if w is None else _start(ctx, w)
-    yield ctx.nudge(
-        "R4",
-        "cardio_advice",
+    st = ctx.profile.settings
+    same = timedelta(minutes=st.same_session_minutes)
+    few = timedelta(hours=st.few_hours)
+    words = _fixed(
         "Power first: cardio on another day",
         "Since explosive power is your priority: doing cardio in the same session as strength "
         "slightly blunts power gains. When you can, put the cardio on another day.",
         "For power, put your cardio on another day when you can.",
-        due,
-        due + timedelta(hours=ctx.profile.settings.few_hours),
-        (ev.SCHUMANN_2022_POWER,),
-        {"same_session_minutes": ctx.profile.settings.same_session_minutes},
     )
-
-
-def r5_endurance_separation(ctx: Context) -> Iterator[Nudge]:
-    """R5: goal endurance and a key cardio planned < 6 h after strength -> move it."""
-    if ctx.profile.goal != "endurance":
-        return
-    sep = timedelta(hours=ctx.profile.settings.endurance_separation_hours)
-    for p in cardio_after_strength(ctx, legs_only=False):
-        if p.logged or not p.key_session or p.cardio_at - p.leg_day.ended_at >= sep:
-            continue
-        earliest = p.leg_day.ended_at + sep
-        gap_h = (p.cardio_at - p.leg_day.ended_at) / timedelta(hours=1)
-        night = night_around(ctx.profile, earliest)
-        when = fmt_day_clock(earliest, ctx.tz, ctx.now)
-        if night.contains(earliest) or not _same_day(ctx, earliest, p.leg_day.ended_at):
-            move = f"6 hours after your strength session is {when}, so move it to another day"
-        else:
-            move = f"move it to {when} or later ({_num(sep / timedelta(hours=1))} h after "
-            move += "strength), or better, to another day"
-        planned = fmt_day_clock(p.cardio_at, ctx.tz, ctx.now)
-        yield ctx.nudge(
-            "R5",
-            "cardio_warning",
-            "Give your key session 6 hours",
-            f"Your key {p.kind} at {planned} is only {gap_h:.1f} h after strength, which "
-            f"blunts it: {move}. Next time, do the key session before strength or on a "
-            "non-strength day.",
-            f"Your key {p.kind} is too close to strength. Earliest: {when}.",
-            ctx.now,
-            p.cardio_at,
-            (ev.ROBINEAU_2016, ev.CARLSON_ENDURANCE),
-            {
-                "earliest_key_cardio_at": earliest,
-                "planned_at": p.cardio_at,
-                "separation_hours": ctx.profile.settings.endurance_separation_hours,
-            },
-            source=f"{ctx.event.event_id}@{p.cardio_at.isoformat()}",
-        )
-
-
-def r6_hybrid_racer(ctx: Context) -> Iterator[Nudge]:
-    """R6: goal hybrid and cardio after leg day -> advice by running experience."""
-    if ctx.profile.goal != "hybrid":
-        return
-    pairs = [
-        p
-        for p in cardio_after_strength(ctx, legs_only=True)
-        if _same_day(ctx, p.cardio_at, p.leg_day.ended_at)
-    ]
-    if not pairs:
-        return
-    if ctx.profile.running_experience == "advanced":
-        msg = (
-            "Running on legs tired from lifting is good race simulation for Hyrox or an obstacle "
-            "race. Just don't overdo it: that is how these sessions turn into injuries."
-        )
-        speech = "Running on tired legs is good race practice. Just don't overdo it."
-    else:
-        msg = (
-            "Running straight after leg day simulates race fatigue, but that is for advanced "
-            "runners. While you build up, rest between the lift and the run."
-        )
-        speech = "Rest between your lift and your run while you build up."
-    yield ctx.nudge(
-        "R6",
-        "cardio_advice",
-        "Hybrid training: lift, then run",
-        msg,
-        speech,
-        ctx.now,
-        max(p.cardio_at for p in pairs) + timedelta(hours=1),
-        (ev.CHURCHILL_HYBRID,),
-        {"running_experience": ctx.profile.running_experience},
-    )
-
-
-def r7_hard_cardio_warning(ctx: Context) -> Iterator[Nudge]:
-    """R7: cardio above 6/10 within a few hours after a leg day -> injury warning."""
-    s = ctx.profile.settings
-    window = timedelta(hours=s.few_hours)
-    for p in cardio_after_strength(ctx, legs_only=True):
+    data = (("same_session_minutes", st.same_session_minutes),)
+    flagged: set[str] = set()
+    for s in ctx.recent:
+        if s.has_strength and s.mixed:
+            flagged.add(s.key)
+            yield Draft(
+                "R4", "cardio_advice", s.key, s.source_event_id, s.known_at, s.ended_at + few,
+                (ev.SCHUMANN_2022_POWER,), words, data, separation=s.strength_ended_at,
+            )  # fmt: skip
+    for p in ctx.planned:
+        before = ctx.strength_before(p.planned_at)
         if (
-            p.rpe is None
-            or p.rpe <= s.moderate_rpe_max
-            or p.cardio_at - p.leg_day.ended_at > window
+            before is None
+            or before.key in flagged
+            or p.planned_at - before.strength_ended_at > same
         ):
             continue
-        if p.logged:
-            msg = (
-                f"That {p.kind} at {_num(p.rpe)}/10 came within {_num(s.few_hours)} hours of leg "
-                "day. Running hard on legs trained hard raises injury risk: next time keep "
-                f"cardio after leg day at {_num(s.moderate_rpe_max)}/10 or less."
+        s = before
+        flagged.add(s.key)
+        yield Draft(
+            "R4", "cardio_advice", s.key, s.source_event_id, s.known_at,
+            max(p.planned_at, s.ended_at + few), (ev.SCHUMANN_2022_POWER,), words, data,
+            separation=s.strength_ended_at,
+        )  # fmt: skip
+
+
+def r5_endurance_separation(ctx: Context) -> Iterator[Draft]:
+    """R5: goal endurance and a key cardio planned < 6 h after the latest strength -> move it."""
+    if ctx.profile.goal != "endurance":
+        return
+    hours = ctx.profile.settings.endurance_separation_hours
+    sep = timedelta(hours=hours)
+    tz = ctx.tz
+    for p in ctx.planned:
+        if not p.key_session:
+            continue
+        s = ctx.strength_before(p.planned_at)
+        if s is None or p.planned_at - s.strength_ended_at >= sep:
+            continue
+        earliest = s.strength_ended_at + sep
+        gap = fmt_duration(p.planned_at - s.strength_ended_at)
+        late = night_around(ctx.profile, earliest).contains(earliest) or local_date(
+            earliest, tz
+        ) != local_date(s.strength_ended_at, tz)
+
+        def words(at: datetime, _p: bool, p: PlannedCardio = p, e: datetime = earliest,
+                  gap: str = gap, late: bool = late) -> Words:  # fmt: skip
+            when = fmt_day_clock(e, tz, at)
+            if late:
+                move = f"{_num(hours)} hours after your strength session is {when}, so move it "
+                move += "to another day"
+            else:
+                move = f"move it to {when} or later ({_num(hours)} h after strength), or better, "
+                move += "to another day"
+            return (
+                f"Give your key session {_num(hours)} hours",
+                f"Your key {p.kind} at {fmt_day_clock(p.planned_at, tz, at)} is only {gap} "
+                f"after strength, which blunts it: {move}. Next time, do the key session before "
+                "strength or on a non-strength day.",
+                f"Your key {p.kind} is too close to strength. Earliest: {when}.",
+                {},
             )
-        else:
-            msg = (
-                f"Your {p.kind} at {fmt_day_clock(p.cardio_at, ctx.tz, ctx.now)} is planned at "
-                f"{_num(p.rpe)}/10, within {_num(s.few_hours)} hours of leg day. Going hard on "
-                f"legs trained hard raises injury risk: keep it at {_num(s.moderate_rpe_max)}/10 "
-                "or less, or move the hard session to another day."
-            )
-        yield ctx.nudge(
-            "R7",
-            "cardio_warning",
-            "Hard cardio on tired legs",
-            msg,
-            f"Careful: hard cardio on tired legs raises injury risk. Keep it at "
-            f"{_num(s.moderate_rpe_max)} out of 10 or less.",
-            ctx.now,
-            max(p.cardio_at, ctx.now) + timedelta(hours=1),
-            (ev.CARLSON_INJURY, ev.CDC_EFFORT),
-            {"rpe": p.rpe, "rpe_cap": s.moderate_rpe_max, "cardio_at": p.cardio_at},
-            source=f"{ctx.event.event_id}@{p.cardio_at.isoformat()}",
+
+        yield Draft(
+            "R5", "cardio_warning", f"r5:{p.planned_at.isoformat()}:{p.kind}", s.source_event_id,
+            s.known_at, p.planned_at, (ev.ROBINEAU_2016, ev.CARLSON_ENDURANCE), words,
+            (
+                ("earliest_key_cardio_at", earliest),
+                ("planned_at", p.planned_at),
+                ("separation_hours", hours),
+            ),
+            separation=s.strength_ended_at,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _After:
+    """Cardio (logged or planned) within a few hours after, or in the session of, a leg day."""
+
+    leg: Session
+    start: datetime
+    kind: str
+    rpe: float | None
+    zone: int | None
+    logged: Workout | None
+    key: str
+
+    @property
+    def known_at(self) -> datetime:
+        return max(self.leg.known_at, self.logged.known_at if self.logged else self.leg.known_at)
+
+    def expires(self, few: timedelta) -> datetime:
+        if self.logged is not None:
+            return max(self.logged.ended_at, self.leg.ended_at) + few
+        return self.start + timedelta(hours=1)
+
+
+def cardio_near_leg_day(ctx: Context, *, before_too: bool) -> list[_After]:
+    """Pairs (leg-day session, cardio) where the cardio starts within `few_hours` after the
+    leg work ends, across midnight; with `before_too`, cardio just before it in the same
+    session counts as well."""
+    few = timedelta(hours=ctx.profile.settings.few_hours)
+    out: list[_After] = []
+    legs = [s for s in ctx.recent if s.leg_day]
+    for a in ctx.activities:
+        if not a.cardio:
+            continue
+        for s in legs:
+            leg_end = max(w.ended_at for w in s.activities if w.leg_day)
+            in_session = a in s.activities
+            after = timedelta(0) <= a.started_at - leg_end + timedelta(minutes=5) <= few
+            if after or (before_too and in_session):
+                out.append(_After(s, a.started_at, a.kind, a.rpe, a.zone, a, a.event_id))
+    for p in ctx.planned:
+        for s in legs:
+            leg_end = max(w.ended_at for w in s.activities if w.leg_day)
+            if timedelta(0) <= p.planned_at - leg_end <= few:
+                key = f"{p.planned_at.isoformat()}:{p.kind}"
+                out.append(_After(s, p.planned_at, p.kind, p.rpe, None, None, key))
+    return out
+
+
+def r6_hybrid_racer(ctx: Context) -> Iterator[Draft]:
+    """R6: goal hybrid and cardio within a few hours after leg day -> advice by experience."""
+    if ctx.profile.goal != "hybrid":
+        return
+    few = timedelta(hours=ctx.profile.settings.few_hours)
+    by_leg: dict[str, list[_After]] = {}
+    for pair in cardio_near_leg_day(ctx, before_too=False):
+        by_leg.setdefault(pair.leg.key, []).append(pair)
+    advanced = ctx.profile.running_experience == "advanced"
+    if advanced:
+        words = _fixed(
+            "Hybrid training: lift, then run",
+            "Running on legs tired from lifting is good race simulation for Hyrox or an "
+            "obstacle race. Just don't overdo it: that is how these sessions turn into injuries.",
+            "Running on tired legs is good race practice. Just don't overdo it.",
         )
+    else:
+        words = _fixed(
+            "Hybrid training: rest between lift and run",
+            "Running straight after leg day simulates race fatigue, but that is for advanced "
+            "runners. While you build up, rest between the lift and the run.",
+            "Rest between your lift and your run while you build up.",
+        )
+    for pairs in by_leg.values():
+        leg = pairs[0].leg
+        yield Draft(
+            "R6", "cardio_advice", leg.key, leg.source_event_id,
+            min(p.known_at for p in pairs), max(p.expires(few) for p in pairs),
+            (ev.CHURCHILL_HYBRID,), words,
+            (("running_experience", ctx.profile.running_experience),),
+            separation=None if advanced else leg.strength_ended_at,
+        )  # fmt: skip
+
+
+def r7_hard_cardio_warning(ctx: Context) -> Iterator[Draft]:
+    """R7: hard cardio (rpe over 6/10, or zone 4-5) in the session of, or within a few hours
+    after, a leg day -> injury warning. A hard spin class counts (RULES.md R2)."""
+    st = ctx.profile.settings
+    few = timedelta(hours=st.few_hours)
+    cap = _num(st.moderate_rpe_max)
+    tz = ctx.tz
+    done: set[str] = set()
+    for p in cardio_near_leg_day(ctx, before_too=True):
+        if not is_hard(ctx.profile, p.rpe, p.zone) or p.key in done:
+            continue
+        done.add(p.key)
+        effort = f"{_num(p.rpe)}/10" if p.rpe is not None else f"zone {p.zone}"
+        what = "class" if p.kind == "class" else p.kind
+
+        def words(at: datetime, _p: bool, p: _After = p, effort: str = effort,
+                  what: str = what) -> Words:  # fmt: skip
+            if p.logged is not None:
+                msg = (
+                    f"That {what} at {effort} came with {day_word(p.leg.ended_at, tz, at)}'s leg "
+                    "day. Going hard on legs trained hard raises injury risk: next time keep "
+                    f"cardio around leg day at {cap}/10 or less."
+                )
+            else:
+                msg = (
+                    f"Your {what} at {fmt_day_clock(p.start, tz, at)} is planned at {effort}, "
+                    f"within {_num(st.few_hours)} hours of leg day. Going hard on legs trained "
+                    f"hard raises injury risk: keep it at {cap}/10 or less, or move the hard "
+                    "session to another day."
+                )
+            speech = (
+                "Careful: hard cardio on tired legs raises injury risk. Keep it at "
+                f"{cap} out of 10 or less."
+            )
+            return "Hard cardio on tired legs", msg, speech, {}
+
+        yield Draft(
+            "R7", "cardio_warning", f"r7:{p.key}", p.leg.source_event_id, p.known_at,
+            p.expires(few), (ev.CARLSON_INJURY, ev.CDC_EFFORT), words,
+            (("rpe", p.rpe), ("zone", p.zone), ("rpe_cap", st.moderate_rpe_max),
+             ("cardio_at", p.start)),
+        )  # fmt: skip
+
+
+# ------------------------------------------------------------ R8: protein
+
+
+def protein_logged(state: UserState, day: date, tz: ZoneInfo) -> float:
+    return sum(p.grams for p in state.protein if local_date(p.at, tz) == day)
 
 
 def protein_figures(
@@ -391,298 +461,428 @@ def protein_figures(
     target = profile.protein_target_g()
     if target is None:
         return None, None
-    logged = state.protein_logged_g if state.protein_day == local_date(now, profile.tz) else 0.0
+    logged = protein_logged(state, local_date(now, profile.tz), profile.tz)
     return target, max(0, round(target - logged))
 
 
-def protein_nudge(ctx: Context, source: str, due: datetime) -> Nudge:
-    """The R8 nudge, worded with the user's own numbers as they stand now."""
-    p = ctx.profile
-    day = local_date(due, ctx.tz)
-    end_of_day = local_datetime(day + timedelta(days=1), datetime.min.time(), ctx.tz)
-    logged = ctx.state.protein_logged_g if ctx.state.protein_day == day else 0.0
-    data: dict[str, Any] = {"protein_g_per_kg": p.protein_g_per_kg, "range_g_per_kg": [1.2, 2.0]}
-    target = p.protein_target_g()
-    if target is None or p.weight_kg is None:
-        msg = (
-            f"Aim for 1.2 to 2.0 g of protein per kg of body weight today "
-            f"({_num(p.protein_g_per_kg)} g/kg is your point in that range). Add your weight "
-            "(weight_kg) to the config and I'll work out your grams."
+def protein_words(profile: Profile, state: UserState) -> WordsFn:
+    """The R8 nudge, worded with the user's own numbers as they stand when it is read."""
+    tz = profile.tz
+    per_kg = profile.protein_g_per_kg
+
+    def words(at: datetime, _p: bool) -> Words:
+        logged = protein_logged(state, local_date(at, tz), tz)
+        data: dict[str, Any] = {"protein_g_per_kg": per_kg, "range_g_per_kg": [1.2, 2.0]}
+        above = (
+            " That is above the usual 1.2 to 2.0 g/kg, as you set: some people need more."
+            if per_kg > 2.0
+            else ""
         )
-        speech = "Aim for 1.2 to 2 grams of protein per kilo of body weight today."
-        data.update(protein_target_g=None, protein_remaining_g=None)
-    else:
+        target = profile.protein_target_g()
+        if target is None or profile.weight_kg is None:
+            msg = (
+                f"Aim for 1.2 to 2.0 g of protein per kg of body weight today ({_num(per_kg)} "
+                "g/kg is your point in that range). Add your weight (weight_kg) and I'll work "
+                "out your grams."
+            )
+            if above:
+                msg = (
+                    f"Aim for {_num(per_kg)} g of protein per kg of body weight today.{above} "
+                    "Add your weight (weight_kg) and I'll work out your grams."
+                )
+            speech = "Aim for 1.2 to 2 grams of protein per kilo of body weight today."
+            data.update(protein_target_g=None, protein_remaining_g=None)
+            return "Protein for recovery", msg, speech, data
         remaining = max(0, round(target - logged))
         msg = (
-            f"Aim for about {target} g of protein today: {_num(p.weight_kg)} kg x "
-            f"{_num(p.protein_g_per_kg)} g/kg."
+            f"Aim for about {target} g of protein today: {_num(profile.weight_kg)} kg x "
+            f"{_num(per_kg)} g/kg.{above}"
         )
         if logged > 0:
-            msg += f" You've logged {round(logged)} g so far: about {remaining} g to go."
+            msg += f" You've logged {round(logged)} g so far today: about {remaining} g to go."
         speech = f"Aim for about {target} grams of protein today"
         speech += f", about {remaining} to go." if logged > 0 else "."
         data.update(protein_target_g=target, protein_remaining_g=remaining)
-    return ctx.nudge(
-        "R8",
-        "protein",
-        "Protein for recovery",
-        msg,
-        speech,
-        due,
-        end_of_day,
-        (ev.THOMAS_2016,),
-        data,
-        source=source,
+        return "Protein for recovery", msg, speech, data
+
+    return words
+
+
+def protein_met(profile: Profile, state: UserState, at: datetime) -> bool:
+    target = profile.protein_target_g()
+    return (
+        target is not None
+        and protein_logged(state, local_date(at, profile.tz), profile.tz) >= target
     )
 
 
-def r8_protein(ctx: Context) -> Iterator[Nudge]:
-    """R8: a strength workout (once a day) -> protein target in grams, reminder after 60 min.
+def r8_protein(ctx: Context) -> Iterator[Draft]:
+    """R8: a strength session (once a day) -> protein target in grams, reminder after 60 min.
 
-    A protein log before the reminder is due re-words the pending reminder (same id).
+    The reminder belongs to the day of the first strength session; it is worded at delivery
+    with that day's intake, and not sent once the day's target is met.
     """
-    w = ctx.workout
-    if w is not None and w.strength:
-        day = local_date(w.ended_at, ctx.tz)
-        if ctx.state.protein_nudge_day == day:  # cleared when a gym visit is superseded
-            return
-        delay = timedelta(minutes=ctx.profile.settings.protein_reminder_delay_minutes)
-        yield protein_nudge(ctx, w.event_id, max(w.ended_at + delay, ctx.now))
-    elif isinstance(ctx.event, ProteinLogged) and ctx.state.pending_protein is not None:
-        _, due, source = ctx.state.pending_protein
-        if due > ctx.now:
-            yield protein_nudge(ctx, source, due)
+    delay = timedelta(minutes=ctx.profile.settings.protein_reminder_delay_minutes)
+    first: dict[date, Session] = {}
+    for s in ctx.recent:
+        if s.has_strength:
+            first.setdefault(local_date(s.strength_ended_at, ctx.tz), s)
+    words = protein_words(ctx.profile, ctx.state)
+    few = timedelta(hours=ctx.profile.settings.few_hours)
+    for day, s in first.items():
+        due = max(s.strength_ended_at + delay, s.known_at)
+        if protein_met(ctx.profile, ctx.state, max(due, ctx.now)):
+            continue
+        # Useful that day, and the next morning if the evening ran into the night.
+        expires = night_around(ctx.profile, s.strength_ended_at).wake + few
+        yield Draft(
+            "R8", "protein", f"protein:{day.isoformat()}", s.source_event_id, due, expires,
+            (ev.THOMAS_2016,), words,
+        )  # fmt: skip
 
 
-def r9_bedtime(ctx: Context) -> Iterator[Nudge]:
-    """R9: wind-down and bedtime nudges for the night ahead (8 h of real sleep or more).
+# ------------------------------------------------------------ R9: sleep
 
-    Planned once per night (ids come from the night, not the event). A workout that ends
-    inside the sleep window gets its own bedtime nudge, at once.
-    """
-    p = ctx.profile
-    every_day = p.settings.bedtime_every_day
-    w = ctx.workout
-    planning = isinstance(ctx.event, DayStarted) if every_day else w is not None
-    if not planning and w is None:
-        return
-    night = ctx.night
-    late_workout = w is not None and night.contains(ctx.now)
-    if not late_workout and (not planning or ctx.now >= night.bedtime):
-        return  # the common case for a workout: nothing to word
-    hours = _num(p.sleep_hours)
-    wake = fmt_day_clock(night.wake, ctx.tz, ctx.now)
-    data = {
-        "bedtime": night.bedtime,
-        "winddown_at": night.winddown,
-        "wake_at": night.wake,
-        "sleep_hours": p.sleep_hours,
-    }
-    if late_workout:
-        yield ctx.nudge(
-            "R9",
-            "bedtime",
-            "Past your bedtime",
-            f"It's past {fmt_clock(night.bedtime, ctx.tz)}, your bedtime for {hours} hours of "
-            f"sleep before {wake}. Cool down with a few easy minutes, then head to bed, and "
-            "sleep in if you can.",
-            "It's past your bedtime. A few easy minutes to cool down, then bed.",
-            ctx.now,
-            night.wake,
-            (ev.ACSM_SLEEP, ev.DOHERTY_2021),
-            data,
+
+def _night_words(profile: Profile, night: Night) -> tuple[WordsFn, WordsFn]:
+    tz = profile.tz
+    hours = _num(profile.sleep_hours)
+    bedtime = fmt_clock(night.bedtime, tz)
+
+    def winddown(at: datetime, _p: bool) -> Words:
+        wake = fmt_day_clock(night.wake, tz, at)
+        return (
+            "Time to wind down",
+            f"Start winding down: bedtime is {bedtime} for {hours} hours of sleep before {wake}. "
+            "Screens off, lights low.",
+            f"Time to wind down. Bedtime is {bedtime}.",
+            {},
         )
-        return
-    source = f"night:{local_date(night.wake, ctx.tz).isoformat()}"
-    bedtime = fmt_clock(night.bedtime, ctx.tz)
-    yield ctx.nudge(
-        "R9",
-        "bedtime_winddown",
-        "Time to wind down",
-        f"Start winding down: bedtime is {bedtime} for {hours} hours of sleep before {wake}. "
-        "Screens off, lights low.",
-        f"Time to wind down. Bedtime is {bedtime}.",
-        night.winddown,
-        night.bedtime,
-        (ev.ACSM_SLEEP, ev.DOHERTY_2021),
-        data,
-        source=source,
-    )
-    yield ctx.nudge(
-        "R9",
-        "bedtime",
-        "Bedtime",
-        f"It's {bedtime}: lights out now gives you {hours} hours of sleep before {wake}. "
-        "Sleep is where most of your recovery happens.",
-        f"It's bedtime. Lights out now for {hours} hours of sleep.",
-        night.bedtime,
-        night.bedtime + timedelta(hours=1),
-        (ev.ACSM_SLEEP, ev.DOHERTY_2021),
-        data,
-        source=source,
-    )
+
+    def bed(at: datetime, _p: bool) -> Words:
+        wake = fmt_day_clock(night.wake, tz, at)
+        if at - night.bedtime < timedelta(minutes=1):
+            msg = f"It's {bedtime}: lights out now gives you {hours} hours of sleep before {wake}."
+        else:
+            msg = f"It's past your {bedtime} bedtime: lights out now, you wake {_at(wake)}."
+        msg += " Sleep and protein are the biggest influences on recovery after strength work."
+        return "Bedtime", msg, f"It's bedtime. Lights out now for {hours} hours of sleep.", {}
+
+    return winddown, bed
+
+
+def _planned_nights(ctx: Context) -> list[Night]:
+    """The night ahead, and while inside a night also the next one (a start at 05:00 plans
+    tonight too)."""
+    n0 = ctx.night
+    nights = [n0]
+    if ctx.now >= n0.bedtime:
+        nights.append(night_ending(ctx.profile, night_around(ctx.profile, n0.wake).wake))
+    return nights
+
+
+def r9_bedtime(ctx: Context) -> Iterator[Draft]:
+    """R9: wind-down and bedtime nudges for 8 h of real sleep or more, and one "it's late"
+    nudge for a session that ends after bedtime and is reported within minutes."""
+    p = ctx.profile
+    evidence = (ev.ACSM_SLEEP, ev.DOHERTY_2021, ev.CARLSON_RECOVERY)
+    late_nights: set[datetime] = set()
+    for s in ctx.recent:
+        night = night_around(p, s.ended_at)
+        if not late_in_night(night, s.ended_at) or s.known_at - s.ended_at > LATE_EVENT:
+            continue
+        late_nights.add(night.wake)  # its "cool down, then sleep" nudge says bedtime too
+        bedtime = fmt_clock(night.bedtime, ctx.tz)
+
+        def late(at: datetime, _p: bool, night: Night = night, bedtime: str = bedtime) -> Words:
+            wake = fmt_day_clock(night.wake, ctx.tz, at)
+            return (
+                "Late workout: cool down, then sleep",
+                f"It's past your {bedtime} bedtime. Cool down with a few easy minutes to bring "
+                f"your heart rate down, then head to bed: you wake {_at(wake)}.",
+                "It's late. A few easy minutes to cool down, then bed.",
+                {},
+            )
+
+        yield Draft(
+            "R9", "bedtime", f"late:{s.key}", s.source_event_id, s.known_at,
+            s.ended_at + LATE_EVENT, (ev.ACSM_SLEEP, ev.ACSM_COOLDOWN), late,
+            (("bedtime", night.bedtime), ("wake_at", night.wake), ("sleep_hours", p.sleep_hours)),
+        )  # fmt: skip
+    for night in _planned_nights(ctx):
+        if not p.settings.bedtime_every_day and not any(
+            night.bedtime - timedelta(hours=24) <= s.ended_at <= night.bedtime for s in ctx.recent
+        ):
+            continue
+        data = (
+            ("bedtime", night.bedtime),
+            ("winddown_at", night.winddown),
+            ("wake_at", night.wake),
+            ("sleep_hours", p.sleep_hours),
+        )
+        source = f"night:{local_date(night.wake, ctx.tz).isoformat()}"
+        winddown, bed = _night_words(p, night)
+        yield Draft(
+            "R9", "bedtime_winddown", source, source, night.winddown, night.bedtime,
+            evidence, winddown, data,
+        )  # fmt: skip
+        if night.wake not in late_nights:
+            yield Draft(
+                "R9", "bedtime", source, source, night.bedtime, night.bedtime + BEDTIME_LATE,
+                evidence, bed, data,
+            )  # fmt: skip
+
+
+def late_in_night(night: Night, instant: datetime) -> bool:
+    """In the first half of the sleep window: up late, not up early."""
+    return night.contains(instant) and instant < night.bedtime + (night.wake - night.bedtime) / 2
+
+
+# ------------------------------------------------------------ R10: zone 2
+
+
+def counts_as_zone2(profile: Profile, w: Workout) -> bool:
+    s = profile.settings
+    if not w.cardio or not w.duration_min:
+        return False
+    if w.zone is not None:
+        return w.zone == 2
+    return w.rpe is not None and s.zone2_rpe_min <= w.rpe <= s.moderate_rpe_max
+
+
+def counts_as_high(profile: Profile, w: Workout) -> bool:
+    """An effort at high intensity: rpe 7+ (above the moderate cap) or zone 4-5."""
+    return w.cardio and bool(w.duration_min) and is_hard(profile, w.rpe, w.zone)
+
+
+def week_minutes(
+    profile: Profile, activities: list[Workout], week: tuple[int, int], until: datetime
+) -> tuple[float, float]:
+    """(zone-2, high-intensity) minutes of one ISO week in the user's zone, ended by `until`."""
+    z2 = hi = 0.0
+    for a in activities:
+        if a.ended_at > until or iso_week(a.ended_at, profile.tz) != week:
+            continue
+        if counts_as_zone2(profile, a):
+            z2 += a.duration_min or 0
+        elif counts_as_high(profile, a):
+            hi += a.duration_min or 0
+    return z2, hi
 
 
 def zone2_minutes_now(profile: Profile, state: UserState, now: datetime) -> float:
-    """Zone-2 minutes in the user's current ISO week (0 once the week has turned)."""
-    return state.zone2_minutes if state.zone2_week == iso_week(now, profile.tz) else 0.0
+    """Zone-2 minutes in the user's current ISO week."""
+    acts = all_activities(profile, state)[0]
+    return week_minutes(profile, acts, iso_week(now, profile.tz), now)[0]
 
 
-def r10_zone2(ctx: Context) -> Iterator[Nudge]:
-    """R10: 2-3 h of zone-2 a week: a mid-week nudge when behind pace, one when it is met."""
+def _high_words(high: float) -> str:
+    if high >= 1:
+        return f" You also have {round(high)} minutes at high intensity: keep some of those too."
+    return " Add some efforts at high intensity too."
+
+
+def r10_zone2(ctx: Context) -> Iterator[Draft]:
+    """R10: 2-3 h of zone 2 a week plus some high-intensity efforts: a mid-week nudge when
+    behind pace, one when the target is met. Minutes are those of the week it is read in."""
     p = ctx.profile
     s = p.settings
     target = s.zone2_target_minutes_week
-    week = iso_week(ctx.now, ctx.tz)
-    minutes = zone2_minutes_now(p, ctx.state, ctx.now)
-    data = {"zone2_minutes_week": round(minutes), "zone2_target_minutes_week": target}
+    tz = ctx.tz
+    week = iso_week(ctx.now, tz)
     source = f"zone2:{week[0]}-W{week[1]:02d}"
-    w = ctx.workout
-    if isinstance(ctx.event, DayStarted):
-        if local_date(ctx.now, ctx.tz).weekday() != s.zone2_check_weekday:
-            return
-        pace = target * week_fraction_elapsed(ctx.now, ctx.tz)
-        if minutes >= pace:
-            return
-        left = round(target - minutes)
-        yield ctx.nudge(
-            "R10",
-            "zone2_progress",
-            "Zone 2 this week",
-            f"You have {round(minutes)} of {target} minutes of zone-2 cardio this week, "
-            f"{left} to go by Sunday: two or three easy sessions where you can talk but not sing "
-            "will do it. Add a few harder efforts too.",
-            f"You're at {round(minutes)} of {target} zone 2 minutes this week.",
-            ctx.now,
-            ctx.now + timedelta(hours=12),
-            (ev.CHURCHILL_ZONE2,),
-            data,
-            source=f"{source}:pace",
-        )
-    elif w is not None:
-        before = zone2_minutes_now(p, ctx.before, ctx.now)
-        if before < target <= minutes:
-            yield ctx.nudge(
-                "R10",
-                "zone2_progress",
-                "Zone 2 target reached",
-                f"That's {round(minutes)} minutes of zone-2 cardio this week: your {target}-minute "
-                "target is done. Some higher-intensity efforts round out the week.",
-                f"Zone 2 target reached: {round(minutes)} minutes this week.",
-                _start(ctx, w),
-                _start(ctx, w) + timedelta(hours=12),
-                (ev.CHURCHILL_ZONE2,),
-                data,
-                source=f"{source}:done",
-            )
+    local_now = ctx.now.astimezone(tz)
+    monday = local_now.date() - timedelta(days=local_now.weekday())
+    week_start = local_datetime(monday, datetime.min.time(), tz)
+    week_end = local_datetime(monday + timedelta(days=7), datetime.min.time(), tz)
+    acts = ctx.activities
+
+    def figures(at: datetime) -> tuple[float, float]:
+        return week_minutes(p, acts, iso_week(at, tz), at)
+
+    check_day = monday + timedelta(days=s.zone2_check_weekday)
+    check_at = wake_on(p, check_day)
+    if check_at <= ctx.now:
+        done, _ = week_minutes(p, acts, week, check_at)
+        pace = target * (check_at - week_start) / (week_end - week_start)
+        if done < pace:
+
+            def pace_words(at: datetime, _p: bool) -> Words:
+                minutes, high = figures(at)
+                left = max(0, round(target - minutes))
+                return (
+                    "Zone 2 this week",
+                    f"You have {round(minutes)} of {target} minutes of zone-2 cardio this week, "
+                    f"{left} to go by Sunday: two or three easy sessions where you can talk but "
+                    f"not sing will do it.{_high_words(high)}",
+                    f"You're at {round(minutes)} of {target} zone 2 minutes this week.",
+                    {
+                        "zone2_minutes_week": round(minutes),
+                        "high_intensity_minutes_week": round(high),
+                    },
+                )
+
+            if figures(ctx.now)[0] < target:
+                yield Draft(
+                    "R10", "zone2_progress", f"{source}:pace", f"{source}:pace", check_at,
+                    min(check_at + timedelta(hours=12), week_end), (ev.CHURCHILL_ZONE2,),
+                    pace_words, (("zone2_target_minutes_week", target),),
+                )  # fmt: skip
+    total = 0.0
+    for a in acts:
+        if iso_week(a.ended_at, tz) != week or not counts_as_zone2(p, a) or a.ended_at > ctx.now:
+            continue
+        before, total = total, total + (a.duration_min or 0)
+        if before < target <= total:
+
+            def done_words(at: datetime, _p: bool) -> Words:
+                minutes, high = figures(at)
+                return (
+                    "Zone 2 target reached",
+                    f"That's {round(minutes)} minutes of zone-2 cardio this week: your "
+                    f"{target}-minute target is done.{_high_words(high)}",
+                    f"Zone 2 target reached: {round(minutes)} minutes this week.",
+                    {
+                        "zone2_minutes_week": round(minutes),
+                        "high_intensity_minutes_week": round(high),
+                    },
+                )
+
+            yield Draft(
+                "R10", "zone2_progress", f"{source}:done", a.event_id, a.known_at,
+                min(a.ended_at + timedelta(hours=12), week_end), (ev.CHURCHILL_ZONE2,),
+                done_words, (("zone2_target_minutes_week", target),),
+            )  # fmt: skip
+            break
 
 
-def r11_soreness(ctx: Context) -> Iterator[Nudge]:
-    """R11: soreness reported -> what helps (and that cardio neither helps nor hurts recovery)."""
-    e = ctx.event
-    if not isinstance(e, SorenessReported) or e.level < 1:
-        return
-    if ctx.before.soreness_advice_day == local_date(e.at, ctx.tz):
-        return
-    yield ctx.nudge(
-        "R11",
-        "recovery_advice",
+# ------------------------------------------------------------ R11, R12: soreness
+
+
+def _sore_days(state: UserState, tz: ZoneInfo) -> dict[date, list[tuple[datetime, int, str]]]:
+    days: dict[date, list[tuple[datetime, int, str]]] = {}
+    for log in sorted(state.soreness_logs, key=lambda x: (x.at, x.event_id)):
+        days.setdefault(local_date(log.at, tz), []).append((log.at, log.level, log.event_id))
+    return days
+
+
+def r11_soreness(ctx: Context) -> Iterator[Draft]:
+    """R11: soreness reported (once a day) -> what helps; cardio neither helps nor hurts."""
+    words = _fixed(
         "Sore? What actually helps",
         "Cardio won't speed up or slow down your recovery: protein and sleep matter most. For "
         "the soreness itself, massage works best: try 10 minutes with a foam roller or a "
         "lacrosse ball. Compression, contrast showers, cold therapy and an easy walk also help.",
         "Protein and sleep matter most. For soreness, a foam roller works best.",
-        max(e.at, ctx.now),
-        max(e.at, ctx.now) + timedelta(hours=12),
-        (ev.CARLSON_RECOVERY, ev.DUPUY_2018),
     )
+    for day, reports in _sore_days(ctx.state, ctx.tz).items():
+        sore = [r for r in reports if r[1] >= 1]
+        if not sore or sore[0][0] < ctx.now - LOOKBACK:
+            continue
+        at, _, event_id = sore[0]
+        yield Draft(
+            "R11", "recovery_advice", f"sore:{day.isoformat()}", event_id, at,
+            at + timedelta(hours=12), (ev.CARLSON_RECOVERY, ev.DUPUY_2018), words,
+        )  # fmt: skip
 
 
-def severe_streak(profile: Profile, state: UserState) -> int:
-    """Consecutive local days, ending with the latest report, with severe soreness."""
+def severe_streak(profile: Profile, state: UserState, through: date | None = None) -> int:
+    """Consecutive local days, ending with `through` (default: the latest report), with
+    severe soreness."""
     threshold = profile.settings.severe_soreness_level
-    days = sorted(state.soreness)
+    levels: dict[date, int] = {}
+    for log in state.soreness_logs:
+        d = local_date(log.at, profile.tz)
+        levels[d] = max(levels.get(d, 0), log.level)
+    if not levels:
+        return 0
+    day = through or max(levels)
     streak = 0
-    expected = None
-    for day, level in reversed(days):
-        if level < threshold or (expected is not None and day != expected):
-            break
+    while levels.get(day, 0) >= threshold:
         streak += 1
-        expected = day - timedelta(days=1)
+        day -= timedelta(days=1)
     return streak
 
 
-def r12_too_much_too_fast(ctx: Context) -> Iterator[Nudge]:
+def r12_too_much_too_fast(ctx: Context) -> Iterator[Draft]:
     """R12: severe soreness on 2+ days in a row -> too much too fast; avoid novelty."""
-    e = ctx.event
     s = ctx.profile.settings
-    if not isinstance(e, SorenessReported) or e.level < s.severe_soreness_level:
-        return
-    today = local_date(e.at, ctx.tz)
-    streak = severe_streak(ctx.profile, ctx.state)
-    if streak < s.severe_soreness_days or ctx.before.overreach_day == today:
-        return
-    yield ctx.nudge(
-        "R12",
-        "recovery_advice",
-        "Too much, too fast?",
-        f"Very sore {streak} days in a row is a sign of doing too much too fast. If keeping "
-        "soreness down matters to you, avoid new exercises and big changes in your next few "
-        "sessions: soreness comes mostly from doing something new.",
-        "Very sore days in a row mean too much too fast. Keep your next sessions familiar.",
-        max(e.at, ctx.now),
-        max(e.at, ctx.now) + timedelta(hours=24),
-        (ev.CARLSON_NOVELTY,),
-        {"days_in_a_row": streak},
-    )
+    for day, reports in _sore_days(ctx.state, ctx.tz).items():
+        severe = [r for r in reports if r[1] >= s.severe_soreness_level]
+        if not severe or severe[0][0] < ctx.now - LOOKBACK:
+            continue
+        streak = severe_streak(ctx.profile, ctx.state, day)
+        if streak < s.severe_soreness_days:
+            continue
+        at, _, event_id = severe[0]
+        yield Draft(
+            "R12", "recovery_advice", f"overreach:{day.isoformat()}", event_id, at,
+            at + timedelta(hours=24), (ev.CARLSON_NOVELTY,),
+            _fixed(
+                "Too much, too fast?",
+                f"Very sore {streak} days in a row is a sign of doing too much too fast. If "
+                "keeping soreness down matters to you, avoid new exercises and big changes in "
+                "your next few sessions: soreness comes mostly from doing something new.",
+                "Very sore days in a row mean too much too fast. Keep your next sessions familiar.",
+            ),
+            (("days_in_a_row", streak),),
+        )  # fmt: skip
 
 
-def cardio_due_soon(ctx: Context, w: Workout) -> datetime | PlannedCardio | None:
-    """Cardio planned (or on the weekly plan, not yet done) today or tomorrow, after leg day."""
-    today = local_date(w.ended_at, ctx.tz)
-    days = {today, today + timedelta(days=1)}
-    planned = list(ctx.state.planned_cardio)
-    for p in sorted(planned, key=lambda p: p.planned_at):
-        if p.planned_at >= w.ended_at and local_date(p.planned_at, ctx.tz) in days:
-            return p
-    cardio_done_today = any(
-        x.cardio and local_date(x.ended_at, ctx.tz) == today for x in ctx.state.workouts
-    )
-    if ctx.profile.plan_for(today.weekday()) == "cardio" and not cardio_done_today:
-        return w.ended_at
+# ------------------------------------------------------------ R13: walk while you can
+
+
+def cardio_due_soon(ctx: Context, leg: Session) -> datetime | PlannedCardio | None:
+    """Cardio planned (or on the weekly plan, not yet done) on the leg day or the day after."""
+    tz = ctx.tz
+    today = local_date(leg.ended_at, tz)
     tomorrow = today + timedelta(days=1)
+    for p in ctx.planned:
+        if p.planned_at >= leg.ended_at and local_date(p.planned_at, tz) in (today, tomorrow):
+            return p
+    done_today = any(a.cardio and local_date(a.ended_at, tz) == today for a in ctx.activities)
+    if ctx.profile.plan_for(today.weekday()) == "cardio" and not done_today:
+        return leg.ended_at
     if ctx.profile.plan_for(tomorrow.weekday()) == "cardio":
-        return local_datetime(tomorrow, datetime.min.time(), ctx.tz)
+        return local_datetime(tomorrow, datetime.min.time(), tz)
     return None
 
 
-def r13_walk_while_you_can(ctx: Context) -> Iterator[Nudge]:
-    """R13: leg day and cardio due today or tomorrow -> do it soon, while you can still walk."""
-    w = ctx.workout
-    if w is None or not w.leg_day:
-        return
-    due = cardio_due_soon(ctx, w)
-    if due is None:
-        return
-    if isinstance(due, PlannedCardio):
-        when = fmt_day_clock(due.planned_at, ctx.tz, ctx.now)
-        what = f"Your {due.kind} is planned for {when}."
-    elif _same_day(ctx, due, w.ended_at):
-        what = "Today is also a cardio day on your plan."
-    else:
-        what = "Tomorrow is a cardio day on your plan."
-    start = _start(ctx, w)
-    yield ctx.nudge(
-        "R13",
-        "cardio_advice",
-        "Cardio while you can still walk",
-        f"{what} If you expect to be sore after today's leg day, get the cardio done soon, "
-        "while you can still walk comfortably, and keep it easy.",
-        "If you expect to be sore, get your cardio done soon, while you can still walk.",
-        start,
-        start + timedelta(hours=24),
-        (ev.ARTICLE_CLOSING,),
-    )
+def r13_walk_while_you_can(ctx: Context) -> Iterator[Draft]:
+    """R13: leg day and cardio due that day or the next -> do it soon, while you can walk."""
+    tz = ctx.tz
+    for s in ctx.recent:
+        if not s.leg_day:
+            continue
+        due = cardio_due_soon(ctx, s)
+        if due is None:
+            continue
+
+        def words(at: datetime, _p: bool, s: Session = s,
+                  due: datetime | PlannedCardio = due) -> Words:  # fmt: skip
+            leg_word = day_word(s.ended_at, tz, at)
+            if isinstance(due, PlannedCardio):
+                what = f"Your {due.kind} is planned for {fmt_day_clock(due.planned_at, tz, at)}."
+            else:
+                also = " also" if local_date(due, tz) == local_date(s.ended_at, tz) else ""
+                what = f"{day_word(due, tz, at).capitalize()} is{also} a cardio day on your plan."
+            leg = "today's leg day" if leg_word == "today" else f"{leg_word}'s leg day"
+            return (
+                "Cardio while you can still walk",
+                f"{what} If you expect to be sore after {leg}, get the cardio done soon, "
+                "while you can still walk comfortably, and keep it easy.",
+                "If you expect to be sore, get your cardio done soon, while you can still walk.",
+                {},
+            )
+
+        # True until the cardio is due: a planned session's time, or the end of its plan day.
+        until = due.planned_at if isinstance(due, PlannedCardio) else end_of_day(due, tz)
+        yield Draft(
+            "R13", "cardio_advice", s.key, s.source_event_id, s.known_at + SETTLE,
+            min(s.ended_at + timedelta(hours=24), until), (ev.ARTICLE_CLOSING,), words,
+            (("cardio_at", due.planned_at),) if isinstance(due, PlannedCardio) else (),
+            anchor=s.ended_at,
+        )  # fmt: skip
 
 
 RULES: tuple[Rule, ...] = (
@@ -702,6 +902,24 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def apply_rules(ctx: Context) -> list[Nudge]:
-    """Every rule's nudges for this event, in rule order."""
-    return [n for rule in RULES for n in rule(ctx)]
+def one_voice(drafts: list[Draft], profile: Profile) -> list[Draft]:
+    """Nudges that go out together never contradict: where R4, R5 or R6 advise keeping cardio
+    apart from strength, R13 does not urge doing the cardio soon."""
+    apart = [d.separation for d in drafts if d.separation is not None]
+    if not apart:
+        return drafts
+    window = timedelta(hours=24)
+    return [
+        d
+        for d in drafts
+        if not (
+            d.rule == "R13"
+            and d.anchor is not None
+            and any(abs(d.anchor - a) <= window for a in apart)
+        )
+    ]
+
+
+def apply_rules(ctx: Context) -> list[Draft]:
+    """Every rule's drafts for the user's timeline at `ctx.now`, in rule order, composed."""
+    return one_voice([d for rule in RULES for d in rule(ctx)], ctx.profile)

@@ -31,7 +31,7 @@ from .embedded_broker import EmbeddedBroker, PortTakenError, port_free, speaks_m
 from .inbound import Accepted, Refused
 from .log_format import setup_logging
 from .message_handler import MessageHandler, Outcome
-from .models import Nudge
+from .models import Nudge, dedupe_key
 from .mqtt_link import Inbound, MqttLink
 from .store import PENDING, SqlRepository, make_engine
 
@@ -266,7 +266,7 @@ class Service:
             if isinstance(item, Inbound) and item.topic != discovery.HA_STATUS_TOPIC:
                 parsed[i] = self.handler.parse(item.topic, item.payload, now)
         self.repo.prefetch_seen(
-            (p.user, p.event.event_id) for p in parsed.values() if isinstance(p, Accepted)
+            (p.user, dedupe_key(p.event)) for p in parsed.values() if isinstance(p, Accepted)
         )
         for i, item in enumerate(batch):
             if isinstance(item, Inbound):
@@ -396,7 +396,13 @@ class Service:
             if row.expires_at is not None and row.expires_at <= now.timestamp():
                 self._expire(f.nudge_id, f.user, "it expired before it could be sent")
                 continue
-            self._publish_nudge(row.nudge, now, row.payload)
+            # Worded now, against the user's day as it stands: "today", the protein logged
+            # and this week's minutes are those of the moment it is read.
+            worded = self.handler.word(row.nudge, now)
+            if worded is None:
+                self._expire(f.nudge_id, f.user, "it no longer applies")
+                continue
+            self._publish_nudge(worded, now)
 
     def _overdue(self) -> list[Fire]:
         """Pending nudges whose time has come but that no job will fire (down, or broker away)."""

@@ -216,8 +216,10 @@ class Simulation:
             if job.nudge is None:
                 self._day(job.user, job.due)
                 continue
-            nudge = job.nudge
-            if nudge.nudge_id in self.repo.sent:
+            if job.nudge.nudge_id in self.repo.sent:
+                continue
+            nudge = self.handler.word(job.nudge, job.due)
+            if nudge is None:
                 continue
             state = self.handler.nudge_published(job.user, nudge)
             self.repo.states[job.user] = state
