@@ -79,9 +79,12 @@ class Placed:
 
 def _awake_from(ctx: Context, night_bedtime: datetime, night_wake: datetime) -> datetime | None:
     """Activity the person did in the later half of a night proves they got up early."""
-    mid = night_bedtime + (night_wake - night_bedtime) / 2
-    starts = [a.started_at for a in ctx.activities if mid <= a.ended_at < night_wake]
-    return max(min(starts), night_bedtime) if starts else None
+    cache = ctx.awake_cache
+    if night_wake not in cache:
+        mid = night_bedtime + (night_wake - night_bedtime) / 2
+        starts = [a.started_at for a in ctx.activities if mid <= a.ended_at < night_wake]
+        cache[night_wake] = max(min(starts), night_bedtime) if starts else None
+    return cache[night_wake]
 
 
 def place(

@@ -7,6 +7,7 @@ clock still gets the full sleep need.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -88,8 +89,11 @@ def night_ending(profile: Profile, wake: datetime) -> Night:
     )
 
 
+@functools.lru_cache(maxsize=8192)
 def night_around(profile: Profile, instant: datetime) -> Night:
-    """The next night whose window has not ended at `instant` (it may already have begun)."""
+    """The next night whose window has not ended at `instant` (it may already have begun).
+
+    Cached: placing one user's nudges asks for the same few nights many times."""
     return night_ending(profile, next_wake(profile, instant))
 
 

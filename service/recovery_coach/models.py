@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from functools import cached_property
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -156,11 +157,11 @@ class Workout:
     from_gym_visit: bool = False
     reported_at: datetime | None = None  # when the message arrived (None: at ended_at)
 
-    @property
+    @cached_property
     def started_at(self) -> datetime:
         return self.ended_at - timedelta(minutes=self.duration_min or 0)
 
-    @property
+    @cached_property
     def known_at(self) -> datetime:
         """When we learnt of it: the nudges it causes cannot be due before then."""
         return max(self.ended_at, self.reported_at or self.ended_at)

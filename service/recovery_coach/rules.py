@@ -88,7 +88,9 @@ class Context:
 
     @cached_property
     def sessions(self) -> list[Session]:
-        return sessions(self.profile, self.state)
+        """Sessions that may matter now: those in LOOKBACK, and a day before for R5's
+        strength before a planned run."""
+        return sessions(self.profile, self.state, self.now - LOOKBACK - timedelta(days=1))
 
     @cached_property
     def recent(self) -> list[Session]:
@@ -96,8 +98,14 @@ class Context:
         return [s for s in self.sessions if s.ended_at >= self.now - LOOKBACK]
 
     @cached_property
-    def activities(self) -> list[Workout]:
+    def all_activities(self) -> list[Workout]:
+        """Every remembered activity (R10 reads the whole ISO week)."""
         return all_activities(self.profile, self.state)[0]
+
+    @cached_property
+    def activities(self) -> list[Workout]:
+        """The activities of the sessions that may matter now."""
+        return [a for s in self.sessions for a in s.activities]
 
     @cached_property
     def planned(self) -> list[PlannedCardio]:
@@ -116,6 +124,11 @@ class Context:
             if k not in seen or (p.key_session and not seen[k].key_session):
                 seen[k] = p
         return sorted(seen.values(), key=lambda p: (p.planned_at, p.kind))
+
+    @cached_property
+    def awake_cache(self) -> dict[datetime, datetime | None]:
+        """Per night (by its wake time): since when an early activity shows them up."""
+        return {}
 
     @cached_property
     def night(self) -> Night:
@@ -695,7 +708,7 @@ def r10_zone2(ctx: Context) -> Iterator[Draft]:
     monday = local_now.date() - timedelta(days=local_now.weekday())
     week_start = local_datetime(monday, datetime.min.time(), tz)
     week_end = local_datetime(monday + timedelta(days=7), datetime.min.time(), tz)
-    acts = ctx.activities
+    acts = ctx.all_activities
 
     def figures(at: datetime) -> tuple[float, float]:
         return week_minutes(p, acts, iso_week(at, tz), at)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from .local_time import local_date
 from .models import Focus, GymMark, Profile, UserState, Workout
@@ -44,51 +45,51 @@ class Session:
     key: str  # the same for the same facts, whatever order they arrived in
     activities: tuple[Workout, ...]  # by start
 
-    @property
+    @cached_property
     def started_at(self) -> datetime:
         return min(a.started_at for a in self.activities)
 
-    @property
+    @cached_property
     def ended_at(self) -> datetime:
         return max(a.ended_at for a in self.activities)
 
-    @property
+    @cached_property
     def known_at(self) -> datetime:
         """When the last activity that ends the session was known (its nudges wait for it)."""
         return max(a.known_at for a in self.activities if a.ended_at == self.ended_at)
 
-    @property
+    @cached_property
     def source_event_id(self) -> str:
         return max(self.activities, key=lambda a: (a.ended_at, a.event_id)).event_id
 
-    @property
+    @cached_property
     def strength(self) -> tuple[Workout, ...]:
         return tuple(a for a in self.activities if a.strength)
 
-    @property
+    @cached_property
     def cardio(self) -> tuple[Workout, ...]:
         return tuple(a for a in self.activities if a.cardio)
 
-    @property
+    @cached_property
     def leg_day(self) -> bool:
         return any(a.leg_day for a in self.activities)
 
-    @property
+    @cached_property
     def has_strength(self) -> bool:
         return bool(self.strength)
 
-    @property
+    @cached_property
     def mixed(self) -> bool:
         """Strength and cardio in one session, in either order (or one `mixed` workout)."""
         return any(a.kind == "mixed" for a in self.activities) or (
             bool(self.strength) and bool(self.cardio)
         )
 
-    @property
+    @cached_property
     def strength_ended_at(self) -> datetime:
         return max(a.ended_at for a in self.strength)
 
-    @property
+    @cached_property
     def from_gym_visit(self) -> bool:
         return all(a.from_gym_visit for a in self.activities)
 
@@ -171,9 +172,12 @@ def all_activities(profile: Profile, state: UserState) -> tuple[list[Workout], l
     return acts, vs
 
 
-def sessions(profile: Profile, state: UserState) -> list[Session]:
-    """The user's sessions, oldest first, each keyed by its gym visit or its last activity."""
+def sessions(profile: Profile, state: UserState, since: datetime | None = None) -> list[Session]:
+    """The user's sessions, oldest first, each keyed by its gym visit or its last activity;
+    with `since`, only those made of activities that ended after it."""
     acts, vs = all_activities(profile, state)
+    if since is not None:
+        acts = [a for a in acts if a.ended_at >= since]
     gap = timedelta(minutes=profile.settings.same_session_minutes)
     groups: list[list[Workout]] = []
     group_visit: list[Visit | None] = []
