@@ -184,10 +184,11 @@ def test_r8_reworded_reminder_keeps_its_id() -> None:
     assert "logged 40 g so far today: about 88 g to go" in sent.message
 
 
-def test_r8_target_met_before_the_reminder_cancels_it() -> None:
+@pytest.mark.parametrize("grams", [130, 128, 127.6])  # 127.6 of 128 is "0 g to go": met
+def test_r8_target_met_before_the_reminder_cancels_it(grams: float) -> None:
     r = run(profile(), [LEG_DAY])
     first = r.one("R8")
-    r.feed(protein(t("2026-03-02T18:30"), 130))
+    r.feed(protein(t("2026-03-02T18:30"), grams))
     assert first.nudge_id in r.cancelled
     assert coach.deliver(first, r.profile, r.state, DUE) is None  # never "about 0 g to go"
 

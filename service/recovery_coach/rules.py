@@ -395,7 +395,7 @@ def r6_hybrid_racer(ctx: Context) -> Iterator[Draft]:
         words = _fixed(
             "Hybrid training: lift, then run",
             "Running on legs tired from lifting is good race simulation for Hyrox or an "
-            "obstacle race. Just don't overdo it: that is how these sessions turn into injuries.",
+            "obstacle race. Just don't overdo it: overdoing it can lead to injury.",
             "Running on tired legs is good race practice. Just don't overdo it.",
         )
     else:
@@ -522,11 +522,10 @@ def protein_words(profile: Profile, state: UserState) -> WordsFn:
 
 
 def protein_met(profile: Profile, state: UserState, at: datetime) -> bool:
+    """The day's target is met, to the gram the nudge would state: no reminder then."""
     target = profile.protein_target_g()
-    return (
-        target is not None
-        and protein_logged(state, local_date(at, profile.tz), profile.tz) >= target
-    )
+    logged = protein_logged(state, local_date(at, profile.tz), profile.tz)
+    return target is not None and round(target - logged) <= 0
 
 
 def r8_protein(ctx: Context) -> Iterator[Draft]:
@@ -567,7 +566,7 @@ def _night_words(profile: Profile, night: Night) -> tuple[WordsFn, WordsFn]:
         return (
             "Time to wind down",
             f"Start winding down: bedtime is {bedtime} for {hours} hours of sleep before {wake}. "
-            "Screens off, lights low.",
+            "At least eight hours a night is what recovery needs.",
             f"Time to wind down. Bedtime is {bedtime}.",
             {},
         )
@@ -784,8 +783,9 @@ def r11_soreness(ctx: Context) -> Iterator[Draft]:
     words = _fixed(
         "Sore? What actually helps",
         "Cardio won't speed up or slow down your recovery: protein and sleep matter most. For "
-        "the soreness itself, massage works best: try 10 minutes with a foam roller or a "
-        "lacrosse ball. Compression, contrast showers, cold therapy and an easy walk also help.",
+        "the soreness itself, massage works best, and you can do it yourself with a foam "
+        "roller or a lacrosse ball. Compression, contrast showers, cold therapy and an easy "
+        "walk also help.",
         "Protein and sleep matter most. For soreness, a foam roller works best.",
     )
     for day, reports in _sore_days(ctx.state, ctx.tz).items():
