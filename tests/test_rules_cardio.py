@@ -6,7 +6,7 @@ otherwise, and the event arrives at once (now = ended_at).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -148,6 +148,18 @@ R4 = [
         False,
         POWER,
     ),
+    Case(
+        "power, a run just before strength, in the same session",
+        (workout(after(-70), "cardio", None, event_id="pre", duration_min=20), LEG_DAY),
+        True,
+        POWER,
+    ),
+    Case(
+        "power, the run synced after the strength it came before",
+        (LEG_DAY, (workout(after(-70), "cardio", None, event_id="pre", duration_min=20), after(5))),
+        True,
+        POWER,
+    ),
     Case("power, strength alone", (LEG_DAY,), False, POWER),
     Case("general, a mixed session", (legs(kind="mixed"),), False),
     Case(
@@ -276,6 +288,24 @@ R6 = [
         {"goal": "hybrid", "running_experience": "advanced"},
     ),
     Case(
+        "beginner, a run 25 min after a lift that ended 23:40 (across midnight)",
+        (
+            workout(t("2026-03-02T23:40"), event_id="late"),
+            workout(t("2026-03-03T00:35"), "cardio", None, event_id="run", duration_min=30),
+        ),
+        True,
+        {"goal": "hybrid", "running_experience": "beginner", "wake": time(9, 30)},
+    ),
+    Case(
+        "advanced runner, a run 13 h later, the next morning",
+        (
+            LEG_DAY,
+            workout(after(13 * 60 + 30), "cardio", None, event_id="run", duration_min=30),
+        ),
+        False,
+        {"goal": "hybrid", "running_experience": "advanced"},
+    ),
+    Case(
         "advanced runner, run after an upper-body day",
         (legs(focus="upper", next_cardio=cardio(after(15))),),
         False,
@@ -331,6 +361,50 @@ R7 = [
     Case(
         "mixed leg session with hard cardio planned in it",
         (legs(kind="mixed", next_cardio=cardio(after(0), rpe=8)),),
+        True,
+    ),
+    *[
+        Case(
+            f"hard run logged, starting {start} min after leg day",
+            (
+                LEG_DAY,
+                workout(after(start + 30), "cardio", None, event_id="run", rpe=8, duration_min=30),
+            ),
+            start <= 180,
+        )
+        for start in (0, 177, 180, 181, 240)
+    ],
+    Case(
+        "a hard spin class (kind class, 9/10) after leg day",
+        (LEG_DAY, workout(after(90), "class", None, event_id="spin", rpe=9, duration_min=45)),
+        True,
+        says=("class at 9/10",),
+    ),
+    Case(
+        "zone-5 intervals with no rpe after leg day",
+        (LEG_DAY, workout(after(60), "cardio", None, event_id="int", zone=5, duration_min=20)),
+        True,
+        says=("zone 5",),
+    ),
+    Case(
+        "zone-3 run with no rpe: moderate",
+        (LEG_DAY, workout(after(60), "cardio", None, event_id="z3", zone=3, duration_min=20)),
+        False,
+    ),
+    Case(
+        "hard run just before the lift, same session, logged first",
+        (
+            workout(after(-60), "cardio", None, event_id="pre", rpe=8, duration_min=20),
+            LEG_DAY,
+        ),
+        True,
+    ),
+    Case(
+        "the leg day syncs after the hard run it came before",
+        (
+            workout(after(60), "cardio", None, event_id="run", rpe=8, duration_min=30),
+            (LEG_DAY, after(61)),
+        ),
         True,
     ),
     Case("run at 6/10: moderate", (legs(next_cardio=cardio(after(120), rpe=6)),), False),

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from . import coach
 from .inbound import Accepted, Refused, parse
-from .models import DayStarted, Decision, Nudge, Profile, UserState, dedupe_key
+from .models import DayStarted, Decision, Nudge, NudgeSnoozed, Profile, UserState, dedupe_key
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,11 @@ class MessageHandler:
             out.refused = Refused(user, msg.topic, str(exc), event.event_id)
             return out
         nudges = self._unpublished(decision) if self.filter_published else list(decision.nudges)
+        # A snooze that brings nothing back is the user's own request going unanswered:
+        # worth a line at INFO; the rules' own drops (a cooldown in the night) are routine.
+        level = logging.INFO if isinstance(event, NudgeSnoozed) else logging.DEBUG
         for note in decision.dropped:
-            log.debug("nudge %s for %s", note, user)
+            log.log(level, "nudge %s for %s", note, user)
         self.repo.save(user, key, decision.state, nudges, decision.cancel)
         out.scheduled = list(nudges)
         out.cancelled = list(decision.cancel)

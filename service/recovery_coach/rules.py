@@ -49,6 +49,7 @@ LOOKBACK = timedelta(hours=72)  # sessions older than this can cause no nudge an
 BEDTIME_LATE = timedelta(minutes=15)  # a bedtime nudge later than this could wake them
 SNOOZED_BEDTIME = timedelta(hours=1)  # asked for by the user: they are awake
 FULFILS = timedelta(hours=3)
+OVERLAP = timedelta(minutes=5)  # activities logged apart may overlap by this much
 # R13 waits this long for the rest of a sync: a watch sends a session's activities one by one,
 # and a key run or same-session cardio among them silences R13 (one voice).
 SETTLE = timedelta(minutes=2)  # a logged cardio this close to a planned one is that session
@@ -370,7 +371,8 @@ def cardio_near_leg_day(ctx: Context, *, before_too: bool) -> list[_After]:
         for s in legs:
             leg_end = max(w.ended_at for w in s.activities if w.leg_day)
             in_session = a in s.activities
-            after = timedelta(0) <= a.started_at - leg_end + timedelta(minutes=5) <= few
+            # from 5 min before the leg work ends (clocks and logging overlap) to few_hours
+            after = -OVERLAP <= a.started_at - leg_end <= few
             if after or (before_too and in_session):
                 out.append(_After(s, a.started_at, a.kind, a.rpe, a.zone, a, a.event_id))
     for p in ctx.planned:

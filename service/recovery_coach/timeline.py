@@ -89,10 +89,6 @@ class Session:
     def strength_ended_at(self) -> datetime:
         return max(a.ended_at for a in self.strength)
 
-    @cached_property
-    def from_gym_visit(self) -> bool:
-        return all(a.from_gym_visit for a in self.activities)
-
 
 def visits(profile: Profile, marks: tuple[GymMark, ...]) -> list[Visit]:
     """Check-ins and checkouts paired by time; a re-entry within the window continues a visit."""
