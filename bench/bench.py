@@ -714,18 +714,25 @@ def run_store(kind: str, sizes: Sizes, sections: set[str], keep: bool) -> dict[s
             log(f"floor: {result['floor']}")
         if sections & {"latency", "throughput"}:
             svc = Service(workdir, "main", port, store.new_url("main"))
-            users = svc.write_config(100, midday_zone())
+            # A user of its own for every event: workouts of one user that end together are
+            # one session (one set of nudges), which is not what these sections measure.
+            users = svc.write_config(100 + sizes.latency + sizes.burst, midday_zone())
+            warm, lat_users, burst_users = (
+                users[:100],
+                users[100 : 100 + sizes.latency],
+                users[100 + sizes.latency :],
+            )
             lc = LoadClient(port, [f"{BASE}/+/nudge"]).start()
             try:
                 with running(svc):
                     svc.wait_log("connected to", 60)
-                    latency_run(lc, users, 100, "warm")  # warm up: imports, caches, pages
+                    latency_run(lc, warm, 100, "warm")  # warm up: imports, caches, pages
                     if "latency" in sections:
-                        lat, timeouts = latency_run(lc, users, sizes.latency, "lat")
+                        lat, timeouts = latency_run(lc, lat_users, sizes.latency, "lat")
                         result["latency"] = latency_figures(lat, timeouts, floor_p50)
                         log(f"latency: {result['latency']}")
                     if "throughput" in sections:
-                        result["throughput"] = bench_throughput(lc, svc, users, sizes.burst)
+                        result["throughput"] = bench_throughput(lc, svc, burst_users, sizes.burst)
                         log(f"throughput: {result['throughput']}")
                     result["main_rss_mb"] = svc.rss_mb()[0]
             finally:
