@@ -97,6 +97,16 @@ PROBLEMS = [
     ("defaults.zone2_check_weekday", "defaults: {zone2_check_weekday: funday}", "mon, tue"),
     ("base_topic", 'base_topic: "coach/#"', "wildcards"),
     ("base_topic", 'base_topic: ""', "must not be empty"),
+    ("base_topic", 'base_topic: "$SYS/x"', "must not start with $"),
+    ("base_topic", 'base_topic: "/"', "empty level"),
+    ("base_topic", 'base_topic: "coach/"', "empty level"),
+    ("base_topic", 'base_topic: "a//b"', "empty level"),
+    ("base_topic", 'base_topic: "homeassistant"', "discovery"),
+    ("base_topic", 'base_topic: "homeassistant/coach"', "discovery"),
+    *[
+        (f"users.{u}", f"users: {{{u}: {{}}}}", "reserved")
+        for u in ("recovery_coach", "homeassistant", "status", "diagnostics")
+    ],
     ("timezone", "timezone: Mars/Olympus", "IANA time zone"),
     ("brokr", "brokr: {}", "not a known key"),
     ("broker.port", "broker: {port: 99999}", "between 1 and 65535"),

@@ -206,6 +206,18 @@ REFUSED = [
         b'{"grams": 40, "event_id": "\\ud800"}',
         "not a Unicode character",
     ),
+    (
+        "a NUL in the event_id (PostgreSQL text cannot hold it)",
+        "workout/completed",
+        {**WORKOUT, "event_id": "w\u0000"},
+        "NUL character",
+    ),
+    (
+        "a NUL escape in a protein log's id",
+        "protein/logged",
+        b'{"grams": 40, "event_id": "p\\u0000"}',
+        "NUL character",
+    ),
     ("a 5000-digit number", "protein/logged", b'{"grams": ' + b"9" * 5000 + b"}", "too long"),
     ("nested 20000 deep", "protein/logged", b"[" * 20000 + b"]" * 20000, "nested too deeply"),
     (

@@ -4,6 +4,7 @@ after a batch that cancelled jobs (the cancelled one may have been what it would
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,4 +54,23 @@ def test_wakes_only_for_earlier_jobs_and_always_after_a_cancel(
     real = {"event_id": "w-real", "ended_at": iso(now - timedelta(minutes=12)), "kind": "strength"}
     svc._process([_msg("workout/completed", {**real, "focus": "upper"})])  # R2 cancelled
     assert wakeup.call_count == 3
+    svc.engine.dispose()
+
+
+def test_a_retained_event_is_ignored_not_applied_at_every_reconnect(
+    tmp_path: Path, mocker: MockerFixture
+) -> None:
+    """A misconfigured automation retains {"grams": 25}: the broker hands it over again on
+    every connect, so it is acknowledged and ignored (with a warning), never counted."""
+    svc = _service(tmp_path)
+    now = datetime.now(UTC)
+    body = json.dumps({"grams": 25, "at": now.isoformat(), "event_id": "p1"}).encode()
+    retained = Inbound(0, 0, "recovery_coach/alex/protein/logged", body, True)
+    warn = mocker.spy(logging.getLogger("recovery_coach.runtime"), "warning")
+    svc._process([retained])
+    assert svc.repo.load("alex").protein == ()
+    assert "retained" in warn.call_args.args[0]
+    fresh = Inbound(0, 0, "recovery_coach/alex/protein/logged", body, False)
+    svc._process([fresh])
+    assert [p.grams for p in svc.repo.load("alex").protein] == [25]  # the same message, live
     svc.engine.dispose()

@@ -212,6 +212,19 @@ class Config(Strict):
     log_format: Literal["text", "json"] = "text"
     defaults: SettingsConfig = Field(default_factory=SettingsConfig)
     homeassistant_discovery: bool = True  # publish HA discovery for every user
+
+    @field_validator("base_topic")
+    @classmethod
+    def _own_topic_tree(cls, v: str) -> str:
+        parts = v.split("/")
+        if v.startswith("$"):
+            raise ValueError("must not start with $ (the broker's own $SYS topics)")
+        if "" in parts:
+            raise ValueError("must not start or end with / or contain // (an empty level)")
+        if parts[0] == "homeassistant":
+            raise ValueError("must not be under homeassistant/ (Home Assistant's discovery)")
+        return v
+
     users: dict[str, UserConfig] = Field(default_factory=dict)
 
     def profiles(self) -> dict[str, Profile]:
@@ -327,18 +340,28 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+# The shipped ACL's own accounts, and ids whose topics collide with the service's own.
+RESERVED_USER_IDS = frozenset({"recovery_coach", "homeassistant", "status", "diagnostics"})
+
+
 def _user_id_problems(data: dict[str, Any]) -> list[Problem]:
     users = data.get("users")
     if not isinstance(users, dict):
         return []
-    return [
-        Problem(
-            f"users.{k}",
-            "a user id must be 1 to 32 characters of a-z, 0-9 and _ (it is part of every topic)",
-        )
-        for k in users
-        if not (isinstance(k, str) and USER_ID.fullmatch(k))
-    ]
+    out = []
+    for k in users:
+        if not (isinstance(k, str) and USER_ID.fullmatch(k)):
+            why = (
+                "a user id must be 1 to 32 characters of a-z, 0-9 and _ (it is part of every topic)"
+            )
+            out.append(Problem(f"users.{k}", why))
+        elif k in RESERVED_USER_IDS:
+            why = (
+                f"'{k}' is reserved: it is a broker account of the shipped ACL or one of the "
+                "service's own topics; choose another user id"
+            )
+            out.append(Problem(f"users.{k}", why))
+    return out
 
 
 def parse_config(data: Any) -> Config:

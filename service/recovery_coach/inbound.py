@@ -252,6 +252,12 @@ def parse(
         return Refused(
             user, topic, "the message contains a \\u escape that is not a Unicode character"
         )
+    try:
+        nul = _has_nul(data)  # PostgreSQL text cannot hold it: one such id failed whole batches
+    except RecursionError:
+        return Refused(user, topic, "the message is not valid JSON: it is nested too deeply")
+    if nul:
+        return Refused(user, topic, "the message contains a NUL character (\\u0000)")
     given_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
     event_id = given_id[:128] if given_id else None
     try:
@@ -269,6 +275,16 @@ def parse(
             event_id,
         )
     return Accepted(user, topic, event)
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _nudge_command(rest: str) -> str | None:

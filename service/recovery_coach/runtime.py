@@ -263,7 +263,11 @@ class Service:
         # Parse first, so that one query tells which events were already handled.
         parsed: dict[int, Accepted | Refused] = {}
         for i, item in enumerate(batch):
-            if isinstance(item, Inbound) and item.topic != discovery.HA_STATUS_TOPIC:
+            if (
+                isinstance(item, Inbound)
+                and item.topic != discovery.HA_STATUS_TOPIC
+                and not item.retain
+            ):
                 parsed[i] = self.handler.parse(item.topic, item.payload, now)
         self.repo.prefetch_seen(
             (p.user, dedupe_key(p.event)) for p in parsed.values() if isinstance(p, Accepted)
@@ -274,6 +278,15 @@ class Service:
                 if item.topic == discovery.HA_STATUS_TOPIC:
                     if item.payload.strip() == b"online":
                         self._announce_later()
+                    continue
+                if item.retain:
+                    # A retained event would be applied again at every reconnect (a retained
+                    # {"grams": 25} adds 25 g per restart): events are never retained.
+                    log.warning(
+                        "ignored a retained message on %s: events must not be retained "
+                        "(clear it with an empty retained message)",
+                        item.topic,
+                    )
                     continue
                 outcomes.append(self.handler.handle_parsed(parsed[i], now))
             elif isinstance(item, DayStart):
