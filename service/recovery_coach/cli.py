@@ -22,8 +22,15 @@ def _load(path: Path) -> Config | None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from .store_check import shown, store_problem
+
     cfg = _load(args.config)
     if cfg is None:
+        return 2
+    problem = store_problem(cfg.store)  # read-only: creates nothing
+    if problem is not None:
+        print(f"{args.config}: 1 problem(s)", file=sys.stderr)
+        print(f"  store: {shown(cfg.store)}: {problem.reason}", file=sys.stderr)
         return 2
     print(summary(cfg))
     return 0

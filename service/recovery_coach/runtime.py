@@ -34,6 +34,7 @@ from .message_handler import MessageHandler, Outcome
 from .models import Nudge, dedupe_key
 from .mqtt_link import Inbound, MqttLink
 from .store import PENDING, SqlRepository, make_engine
+from .store_check import shown, store_problem
 
 log = logging.getLogger(__name__)
 
@@ -618,6 +619,24 @@ def choose_broker(cfg: Config) -> tuple[BrokerConfig, EmbeddedBroker | None]:
     )
 
 
+def _store_ready(url: str, stop: threading.Event) -> bool:
+    """Whether the store can be used: a corrupt file or bad URL is said in one line (False);
+    an unreachable server is retried with back-off (1 s doubling to 30 s) until it answers
+    or the service is stopped."""
+    delay = 1.0
+    while True:
+        problem = store_problem(url)
+        if problem is None:
+            return True
+        if not problem.retry:
+            log.error("store %s: %s", shown(url), problem.reason)
+            return False
+        log.warning("store %s: %s; retrying in %.0f s", shown(url), problem.reason, delay)
+        if stop.wait(delay):
+            return False
+        delay = min(delay * 2, 30.0)
+
+
 def run(cfg: Config, config_path: Path | None = None) -> int:
     """Run until SIGTERM or SIGINT; exit code for the command line."""
     setup_logging(cfg.log_level, cfg.log_format)
@@ -633,7 +652,6 @@ def run(cfg: Config, config_path: Path | None = None) -> int:
     except OSError as exc:
         log.error("cannot start the embedded broker: %s", exc)
         return 2
-    service = Service(cfg, broker)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -642,6 +660,11 @@ def run(cfg: Config, config_path: Path | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if not _store_ready(cfg.store, stop):
+        if embedded is not None:
+            embedded.stop()
+        return 0 if stop.is_set() else 2
+    service = Service(cfg, broker)
     log.info(
         "recovery coach %s: %d user(s), base topic %s, broker %s:%s, config %s",
         __version__,
