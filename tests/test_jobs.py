@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
+import threading
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from apscheduler.job import Job
 from recovery_coach import jobs
@@ -73,3 +78,98 @@ def test_fired_job_removals_are_batched_and_spare_a_job_written_again() -> None:
     assert store.get_due_jobs(now) == []  # "a" is gone, "b" is not due yet
     assert [j.id for j in store.get_all_jobs()] == ["b"]
     engine.dispose()
+
+
+class _Fired:
+    """The job target: records each fired nudge id."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.cond = threading.Condition()
+
+    def on_nudge_due(self, user: str, nudge_id: str) -> None:
+        with self.cond:
+            self.ids.append(nudge_id)
+            self.cond.notify_all()
+
+    def on_day_start(self, user: str) -> None: ...
+
+    def on_missed(self, job_id: str) -> None: ...
+
+    def wait(self, nudge_id: str, timeout: float) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: nudge_id in self.ids, timeout)
+
+
+def test_a_store_locked_by_another_process_over_a_due_time_does_not_stop_the_clock(
+    tmp_path: Path,
+) -> None:
+    """Another process holds the SQLite file locked for 12 s. The first reminder fires; its
+    removal cannot be written ("database is locked" after the 10 s busy timeout), which used
+    to end APScheduler's thread for good. Now the error is visible, retried, and the second
+    reminder, due while the file was locked, still fires once when the lock is gone."""
+    from recovery_coach.store import jobs as jobs_table
+    from sqlalchemy import insert
+
+    db = tmp_path / "coach.db"
+    engine = make_engine(f"sqlite:///{db}")
+    sched = jobs.Scheduler(engine)
+    now = datetime.now(UTC)
+    rows = [
+        sched._row(
+            i,
+            "recovery_coach.jobs:fire_nudge",
+            ["alex", i],
+            now + timedelta(seconds=s),
+            timedelta(hours=1),
+            i,
+        )
+        for i, s in (("first", 1.5), ("second", 3.0))
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(jobs_table),
+            [
+                {"id": r.job_id, "next_run_time": r.next_run_time, "job_state": r.state}
+                for r in rows
+            ],
+        )
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCK_FOR, str(db), "12"], stdout=subprocess.PIPE, text=True
+    )
+    fired = _Fired()
+    jobs.bind(fired)
+    try:
+        assert locker.stdout is not None
+        assert locker.stdout.readline().strip() == "locked"
+        sched.start()
+        assert fired.wait("first", 10)
+        deadline = time.time() + 20
+        while sched.store.error is None and time.time() < deadline:
+            time.sleep(0.1)
+        assert sched.store.error is not None
+        assert "locked" in sched.store.error
+        assert fired.wait("second", 40)  # after the lock is released
+        assert sched.aps.running
+        assert fired.ids == ["first", "second"]
+        deadline = time.time() + 10
+        while sched.store.error is not None and time.time() < deadline:
+            time.sleep(0.1)
+        assert sched.store.error is None  # recovered, and says so
+    finally:
+        jobs.bind(None)
+        sched.shutdown()
+        locker.kill()
+        locker.wait()
+        engine.dispose()
+
+
+# Holds an exclusive lock on an SQLite file (WAL: readers go on, writers wait) for argv[2] s.
+LOCK_FOR = """
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+c.execute("COMMIT")
+"""

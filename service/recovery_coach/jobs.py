@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DAY_GRACE = timedelta(hours=12)  # a day start missed while down is still worth planning
 NO_EXPIRY_GRACE = timedelta(hours=6)
+RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # a failing job store is retried this often
 
 
 class JobTarget(Protocol):
@@ -88,6 +89,8 @@ class BatchedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
         super().__init__(engine=engine, tablename=tablename)
         self._gone: dict[str, float] = {}
         self._gone_lock = threading.Lock()
+        self.error: str | None = None  # the store's last failure, while it lasts
+        self._retry_s = RETRY_FIRST_S
 
     def remove_job(self, job_id: str) -> None:
         with self._gone_lock:
@@ -110,14 +113,39 @@ class BatchedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
                 self._gone = {**gone, **self._gone}  # retried before the next read
             raise
 
+    def _failed(self, exc: Exception) -> None:
+        if self.error is None:
+            log.warning("job store error: %s; reminders wait and are retried", exc)
+        self.error = f"job store: {type(exc).__name__}: {exc}"[:300]
+
+    def _recovered(self) -> None:
+        if self.error is not None:
+            log.info("job store works again")
+        self.error = None
+        self._retry_s = RETRY_FIRST_S
+
     def get_due_jobs(self, now: datetime) -> list[Job]:
-        self._flush()
-        jobs: list[Job] = super().get_due_jobs(now)
+        # APScheduler catches a failure here and retries after jobstore_retry_interval.
+        try:
+            self._flush()
+            jobs: list[Job] = super().get_due_jobs(now)
+        except Exception as exc:
+            self._failed(exc)
+            raise
         return jobs
 
     def get_next_run_time(self) -> datetime | None:
-        self._flush()
-        at: datetime | None = super().get_next_run_time()
+        # APScheduler calls this outside its try/except: one "database is locked" raised here
+        # ended its thread for good. So a failure is logged once and retried with back-off.
+        try:
+            self._flush()
+            at: datetime | None = super().get_next_run_time()
+        except Exception as exc:
+            self._failed(exc)
+            retry = datetime.now(UTC) + timedelta(seconds=self._retry_s)
+            self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
+            return retry
+        self._recovered()
         return at
 
     def lookup_job(self, job_id: str) -> Job | None:
@@ -143,6 +171,7 @@ class Scheduler:
         self.store = BatchedJobStore(engine, JOBS_TABLE)
         self.aps = BackgroundScheduler(
             jobstores={"default": self.store},
+            jobstore_retry_interval=RETRY_FIRST_S * 2,  # after get_due_jobs fails (default 10 s)
             executors={"default": ThreadPoolExecutor(workers)},
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=UTC,

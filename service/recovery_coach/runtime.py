@@ -580,6 +580,7 @@ class Service:
             "broker_disconnects": self.link.disconnects,
             "last_event_at": _iso(h.last_event_at),
             "last_error": h.last_error,
+            "scheduler_error": self.scheduler.store.error,
             "last_error_at": _iso(h.last_error_at),
             "started_at": _iso(h.started_at),
             "updated_at": datetime.now(UTC).isoformat(),

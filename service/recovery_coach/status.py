@@ -68,9 +68,12 @@ def print_status(cfg: Config, timeout: float) -> int:
     client.disconnect()
     status = got.get(status_t, b"").decode() or "unknown (no retained status)"
     print(f"service: {status}")
-    if diag_t in got:
-        for key, value in json.loads(got[diag_t]).items():
-            print(f"  {key}: {value}")
+    diagnostics = json.loads(got[diag_t]) if diag_t in got else {}
+    for key, value in diagnostics.items():
+        print(f"  {key}: {value}")
+    if diagnostics.get("scheduler_error"):  # online, but no reminder can fire
+        print(f"unhealthy: {diagnostics['scheduler_error']}")
+        return 1
     return 0 if status == "online" else 1
 
 
