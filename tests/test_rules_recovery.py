@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from core_builders import Case, check_case, profile, protein, run, soreness, t, workout
 from recovery_coach import coach
+from recovery_coach.rules import Context
 
 EVENING = t("2026-03-02T18:00")
 LEG_DAY = workout(EVENING)
@@ -60,7 +61,8 @@ def test_r1_cooldown_fires(
     assert ends.strftime("%H:%M") in start.message
     assert "heart rate and blood pressure" in start.message
     assert any("ACSM" in e for e in start.evidence + done.evidence)
-    assert coach.cooldown_ends_at(r.profile, r.state, starts + timedelta(minutes=1)) == ends
+    ctx = Context(profile=r.profile, state=r.state, now=starts + timedelta(minutes=1))
+    assert coach.cooldown_ends_at(ctx) == ends
 
 
 @pytest.mark.parametrize(

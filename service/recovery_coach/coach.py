@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from .local_time import end_of_day, local_date, next_wake, night_around
+from .local_time import Night, end_of_day, local_date, next_wake, night_around
 from .models import (
     CardioPlanned,
     DayStarted,
@@ -49,7 +49,6 @@ from .rules import (
     r1_cooldown,
     zone2_minutes_now,
 )
-from .timeline import all_activities
 
 HISTORY = timedelta(days=21)  # the timeline the rules read: R10's week, R12's streaks
 SHORT_HISTORY = timedelta(days=4)  # protein logs, gym marks, plans: past rules.LOOKBACK
@@ -77,14 +76,14 @@ class Placed:
     digest: str
 
 
-def _awake_from(ctx: Context, night_bedtime: datetime, night_wake: datetime) -> datetime | None:
+def _awake_from(ctx: Context, night: Night) -> datetime | None:
     """Activity the person did in the later half of a night proves they got up early."""
     cache = ctx.awake_cache
-    if night_wake not in cache:
-        mid = night_bedtime + (night_wake - night_bedtime) / 2
-        starts = [a.started_at for a in ctx.activities if mid <= a.ended_at < night_wake]
-        cache[night_wake] = max(min(starts), night_bedtime) if starts else None
-    return cache[night_wake]
+    if night.wake not in cache:
+        mid = night.midpoint
+        starts = [a.started_at for a in ctx.activities if mid <= a.ended_at < night.wake]
+        cache[night.wake] = max(min(starts), night.bedtime) if starts else None
+    return cache[night.wake]
 
 
 def place(
@@ -98,7 +97,7 @@ def place(
     note = "scheduled"
     if draft.kind != "bedtime":
         night = night_around(ctx.profile, due)
-        awake = _awake_from(ctx, night.bedtime, night.wake)
+        awake = _awake_from(ctx, night)
         asleep = night.contains(due) and (awake is None or due < awake)
         if asleep:
             if draft.kind not in DEFERRED_KINDS:
@@ -382,13 +381,12 @@ def day_event_id(profile: Profile, at: datetime) -> str:
     return f"day:{at.astimezone(profile.tz).strftime('%Y-%m-%dT%H:%M')}"
 
 
-def cooldown_ends_at(profile: Profile, state: UserState, now: datetime) -> datetime | None:
+def cooldown_ends_at(ctx: Context) -> datetime | None:
     """The end of the cooldown timer running now, if one is (R1's own figure)."""
-    ctx = Context(profile=profile, state=state, now=now)
     for d in r1_cooldown(ctx):
-        if d.kind == "cooldown_start" and d.due <= now:
+        if d.kind == "cooldown_start" and d.due <= ctx.now:
             ends = dict(d.data)["cooldown_ends_at"]
-            if isinstance(ends, datetime) and ends > now:
+            if isinstance(ends, datetime) and ends > ctx.now:
                 return ends
     return None
 
@@ -398,10 +396,11 @@ def state_view(profile: Profile, state: UserState, now: datetime) -> dict[str, A
     tz = profile.tz
     night = night_around(profile, now)
     target, remaining = protein_figures(profile, state, now)
-    zone2 = zone2_minutes_now(profile, state, now)
+    ctx = Context(profile=profile, state=state, now=now)  # the timeline, derived once
+    acts = ctx.all_activities
+    zone2 = zone2_minutes_now(profile, acts, now)
     zone2_target = profile.settings.zone2_target_minutes_week
-    cooldown = cooldown_ends_at(profile, state, now)
-    acts = all_activities(profile, state)[0]
+    cooldown = cooldown_ends_at(ctx)
     last_w = max(acts, key=lambda a: a.ended_at) if acts else None
     last_n = state.recent_nudges[-1] if state.recent_nudges else None
     logged = sum(p.grams for p in state.protein if local_date(p.at, tz) == local_date(now, tz))

@@ -80,6 +80,11 @@ class Night:
     def contains(self, instant: datetime) -> bool:
         return self.bedtime <= instant < self.wake
 
+    @property
+    def midpoint(self) -> datetime:
+        """Activity before it is up late; after it, up early."""
+        return self.bedtime + (self.wake - self.bedtime) / 2
+
 
 def night_ending(profile: Profile, wake: datetime) -> Night:
     wake = wake.astimezone(UTC)

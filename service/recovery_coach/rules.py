@@ -649,7 +649,7 @@ def r9_bedtime(ctx: Context) -> Iterator[Draft]:
 
 def late_in_night(night: Night, instant: datetime) -> bool:
     """In the first half of the sleep window: up late, not up early."""
-    return night.contains(instant) and instant < night.bedtime + (night.wake - night.bedtime) / 2
+    return night.contains(instant) and instant < night.midpoint
 
 
 # ------------------------------------------------------------ R10: zone 2
@@ -684,10 +684,9 @@ def week_minutes(
     return z2, hi
 
 
-def zone2_minutes_now(profile: Profile, state: UserState, now: datetime) -> float:
+def zone2_minutes_now(profile: Profile, activities: list[Workout], now: datetime) -> float:
     """Zone-2 minutes in the user's current ISO week."""
-    acts = all_activities(profile, state)[0]
-    return week_minutes(profile, acts, iso_week(now, profile.tz), now)[0]
+    return week_minutes(profile, activities, iso_week(now, profile.tz), now)[0]
 
 
 def _high_words(high: float) -> str:

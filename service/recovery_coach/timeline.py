@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 
 from .local_time import local_date
-from .models import Focus, GymMark, Profile, UserState, Workout
+from .models import Focus, GymMark, Profile, UserState, Workout, WorkoutKind
 
 # A watch often syncs a workout a little after the checkout; it still belongs to the visit.
 VISIT_SLACK = timedelta(minutes=30)
@@ -129,30 +129,19 @@ def visit_workout(profile: Profile, v: Visit) -> Workout | None:
         return None
     day = local_date(v.started_at or v.ended_at, profile.tz)
     plan = profile.plan_for(day.weekday())
-    reported = v.ended_at + timedelta(minutes=s.visit_rejoin_minutes)
-    if plan == "cardio":
-        return Workout(
-            event_id=f"{v.checkout_id}:visit",
-            ended_at=v.ended_at,
-            kind="cardio",
-            duration_min=minutes,
-            from_gym_visit=True,
-            reported_at=reported,
-        )
-    focus: Focus = "full" if plan is None or plan in ("rest", "cardio") else plan  # type: ignore[assignment]
+    kind: WorkoutKind = "cardio" if plan == "cardio" else "strength"
+    focus: Focus | None = None
+    if kind == "strength":
+        focus = "full" if plan is None or plan == "rest" else plan  # type: ignore[assignment]
     return Workout(
         event_id=f"{v.checkout_id}:visit",
         ended_at=v.ended_at,
-        kind="strength",
+        kind=kind,
         focus=focus,
         duration_min=minutes,
         from_gym_visit=True,
-        reported_at=reported,
+        reported_at=v.ended_at + timedelta(minutes=s.visit_rejoin_minutes),
     )
-
-
-def _covered(v: Visit, activities: tuple[Workout, ...]) -> bool:
-    return any(v.holds(a) for a in activities)
 
 
 def all_activities(profile: Profile, state: UserState) -> tuple[list[Workout], list[Visit]]:
@@ -160,7 +149,7 @@ def all_activities(profile: Profile, state: UserState) -> tuple[list[Workout], l
     vs = visits(profile, state.gym)
     acts = list(state.activities)
     for v in vs:
-        if not _covered(v, state.activities):
+        if not any(v.holds(a) for a in state.activities):
             w = visit_workout(profile, v)
             if w is not None:
                 acts.append(w)
