@@ -96,6 +96,62 @@ def test_a_message_without_event_id_gets_one_stable_across_redeliveries() -> Non
     assert a.event.event_id == b.event.event_id
 
 
+@pytest.mark.parametrize(
+    ("rest", "body"),
+    [
+        ("protein/logged", {"grams": 30}),
+        ("soreness", {"level": 4}),
+        ("nudge/last/snooze", {"minutes": 10}),
+        ("nudge/last/ack", {}),
+    ],
+)
+def test_a_message_without_id_or_time_is_told_apart_by_its_packet_id(
+    rest: str, body: dict[str, Any]
+) -> None:
+    """The same bytes in two packets are two messages; the broker's redelivery of one
+    packet (same packet id, DUP set) is the same message."""
+    raw = json.dumps(body).encode()
+    topic = f"{BASE}/alex/{rest}"
+
+    def at(packet: int, dup: bool) -> Accepted:
+        p = parse(
+            topic, raw, base=BASE, users=USERS, received_at=NOW, packet_id=packet, redelivered=dup
+        )
+        assert isinstance(p, Accepted)
+        return p
+
+    first, second, again = at(7, False), at(8, False), at(7, True)
+    assert first.event.event_id != second.event.event_id
+    assert again.event.event_id == first.event.event_id
+    assert first.first_delivery
+    assert second.first_delivery
+    assert not again.first_delivery
+    # With a time or an id of its own, the content is the identity, whatever the packet.
+    timed = {**body, "event_id": "e1"}
+    a = parse(topic, json.dumps(timed), base=BASE, users=USERS, received_at=NOW, packet_id=1)
+    b = parse(topic, json.dumps(timed), base=BASE, users=USERS, received_at=NOW, packet_id=2)
+    assert isinstance(a, Accepted)
+    assert isinstance(b, Accepted)
+    assert a.event.event_id == b.event.event_id == "e1"
+    assert not a.first_delivery
+
+
+def test_a_packet_id_that_comes_round_again_is_a_new_message_not_a_duplicate() -> None:
+    """Packet ids wrap after 65,535: a first delivery (DUP 0) whose derived id was handled
+    long ago is applied; only a redelivery (DUP 1) is dropped as a duplicate."""
+    repo = MemoryRepository()
+    handler = MessageHandler(BASE, {"alex": profile()}, repo)
+    topic, raw = f"{BASE}/alex/protein/logged", b'{"grams": 30}'
+    outs = [
+        handler.handle_parsed(
+            handler.parse(topic, raw, NOW + timedelta(minutes=i), packet_id=5, redelivered=dup), NOW
+        )
+        for i, dup in enumerate([False, True, False, True])
+    ]
+    assert [o.duplicate for o in outs] == [False, True, False, True]
+    assert sum(p.grams for p in repo.load("alex").protein) == 60
+
+
 # ------------------------------------------------------------------ refused
 
 REFUSED = [

@@ -6,6 +6,7 @@ machines); where it is not installed at all the tests say so and skip.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -16,8 +17,16 @@ from pathlib import Path
 
 import pytest
 from mosquitto import BrokerFactory
+from recovery_coach.store import (
+    EVENT_IDS_KEPT_S,
+    NUDGES_KEPT_S,
+    SqlRepository,
+    handled_events,
+    make_engine,
+    nudges,
+)
 from service_process import Recorder, ServiceProcess, publish, user_config, workout
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.engine import Engine
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -112,3 +121,165 @@ def test_service_on_postgresql_fires_a_scheduled_nudge_once_across_kill_9(
     finally:
         svc.close()
         rec.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'coach.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def test_housekeeping_prunes_old_ids_and_finished_nudges_in_the_batch_transaction(
+    store_url: str,
+) -> None:
+    """The database is shared with the module's other tests: only user "prune" is looked at."""
+    engine = make_engine(store_url)
+    repo = SqlRepository(engine, {})
+    now = time.time()
+    day = 24 * 3600.0
+    old_event, new_event = now - EVENT_IDS_KEPT_S - 60, now - EVENT_IDS_KEPT_S + 60
+    past, recent = now - NUDGES_KEPT_S - day, now - NUDGES_KEPT_S + day
+    with engine.begin() as conn:
+        conn.execute(
+            insert(handled_events),
+            [
+                {"user_id": "prune", "event_id": "old", "handled_at": old_event},
+                {"user_id": "prune", "event_id": "new", "handled_at": new_event},
+            ],
+        )
+        rows = [
+            ("published-old", "published", past, past),
+            ("published-recent", "published", recent, recent),
+            ("cancelled-old", "cancelled", past, None),
+            ("pending-dead", "pending", past, past),  # its useful life ended a week ago
+            ("pending-open", "pending", past, None),  # no expiry: a job still sends it
+        ]
+        conn.execute(
+            insert(nudges),
+            [
+                {
+                    "nudge_id": i,
+                    "user_id": "prune",
+                    "due_at": due,
+                    "expires_at": exp,
+                    "status": status,
+                    "payload": "{}",
+                    "nudge": b"",
+                }
+                for i, status, due, exp in rows
+            ],
+        )
+    repo.stage_prune(now)
+    assert repo.has_staged()
+    repo.commit()
+    with engine.connect() as conn:
+        events = {
+            r[0]
+            for r in conn.execute(
+                select(handled_events.c.event_id).where(handled_events.c.user_id == "prune")
+            )
+        }
+        kept = {
+            r[0] for r in conn.execute(select(nudges.c.nudge_id).where(nudges.c.user_id == "prune"))
+        }
+    with engine.begin() as conn:  # the module's other tests share the database
+        conn.execute(nudges.delete().where(nudges.c.user_id == "prune"))
+        conn.execute(handled_events.delete().where(handled_events.c.user_id == "prune"))
+    engine.dispose()
+    assert events == {"new"}
+    assert kept == {"published-recent", "pending-open"}
+
+
+def test_a_nul_id_among_good_events_in_one_batch_on_postgresql_blocks_none(
+    tmp_path: Path, mosquitto_factory: BrokerFactory, pg_url: str
+) -> None:
+    """PostgreSQL text cannot hold NUL: the message carrying one is refused at the edge, and
+    the good events of its batch get their nudges (before, the whole batch failed at every
+    restart)."""
+    broker = mosquitto_factory()
+    base = "rc_pg_nul"
+    rec = Recorder(broker.host, broker.port, [f"{base}/#"]).start()
+    users = {f"u{i}": user_config() for i in range(20)}
+    svc = ServiceProcess(
+        tmp_path, port=broker.port, base=base, users=users, extra={"store": pg_url}
+    )
+    try:
+        svc.start().wait_connected()
+        client = broker.paho_client("burst", mqtt5=False)
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        bodies = [(f"u{i}", workout(f"good-{i}")) for i in range(20)]
+        bodies.insert(10, ("u3", workout("bad\x00id")))
+        infos = [
+            client.publish(f"{base}/{u}/workout/completed", json.dumps(b), qos=1) for u, b in bodies
+        ]
+        for info in infos:
+            info.wait_for_publish(5)
+        client.disconnect()
+        client.loop_stop()
+
+        def sources(r: Recorder) -> set[str]:
+            return {m.json()["source_event_id"] for m in r.on(f"{base}/+/nudge")}
+
+        rec.wait_for(
+            lambda r: {f"good-{i}" for i in range(20)} <= sources(r), 15, "all good nudges"
+        )
+        rec.wait_for(lambda r: bool(r.on(f"{base}/u3/error")), 10, "the refusal")
+        assert "NUL" in rec.on(f"{base}/u3/error")[0].json()["reason"]
+    finally:
+        svc.close()
+        rec.stop()
+
+
+def test_a_terminated_store_connection_mid_traffic_loses_and_doubles_nothing(
+    tmp_path: Path, mosquitto_factory: BrokerFactory, pg_url: str
+) -> None:
+    """pg_terminate_backend of the service's connections: the batch that meets the dead
+    connection fails, is retried by itself on a new one, and every event gets its nudges
+    once, with no reconnect to the broker."""
+    broker = mosquitto_factory()
+    base = "rc_pg_term"
+    rec = Recorder(broker.host, broker.port, [f"{base}/+/nudge"]).start()
+    users = {f"u{i}": user_config() for i in range(60)}
+    svc = ServiceProcess(
+        tmp_path, port=broker.port, base=base, users=users, extra={"store": pg_url}
+    )
+    admin = _reachable()
+    assert admin is not None
+    database = pg_url.rsplit("/", 1)[1]
+    try:
+        svc.start().wait_connected()
+        first = [(f"u{i}", workout(f"a-{i}")) for i in range(30)]
+        for u, e in first:
+            publish(broker.port, f"{base}/{u}/workout/completed", e)
+        rec.wait_for(lambda r: len(r.on(f"{base}/+/nudge")) >= 30, 15, "the first nudges")
+        with admin.connect() as conn:
+            killed = conn.execute(
+                text(
+                    "select count(pg_terminate_backend(pid)) from pg_stat_activity "
+                    "where datname = :d and pid <> pg_backend_pid()"
+                ),
+                {"d": database},
+            ).scalar()
+        assert killed
+        second = [(f"u{i}", workout(f"b-{i}")) for i in range(30, 60)]
+        for u, e in second:
+            publish(broker.port, f"{base}/{u}/workout/completed", e)
+
+        def cooldowns(r: Recorder) -> list[str]:
+            return [
+                m.json()["source_event_id"]
+                for m in r.on(f"{base}/+/nudge")
+                if m.json()["kind"] == "cooldown_start"
+            ]
+
+        expected = {e["event_id"] for _, e in first + second}
+        rec.wait_for(lambda r: expected <= set(cooldowns(r)), 30, "every event's cooldown")
+        time.sleep(0.5)  # a doubled nudge would follow its first copy within milliseconds
+        assert sorted(cooldowns(rec)) == sorted(expected)
+        assert "disconnected from the broker" not in svc.log()
+    finally:
+        svc.close()
+        rec.stop()
+        admin.dispose()

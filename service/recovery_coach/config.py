@@ -112,6 +112,14 @@ class EmbeddedBrokerConfig(Strict):
     port: Annotated[int, between(1, 65535)] = 1883
 
 
+class RateLimitConfig(Strict):
+    """Inbound messages per user: a token bucket, so one flooding device cannot starve the
+    others. Sized for a watch's catch-up sync and a backlog after a day's downtime."""
+
+    per_minute: Annotated[int, between(1, 60_000)] = 60
+    burst: Annotated[int, between(1, 1_000_000)] = 300
+
+
 class SettingsConfig(Strict):
     """Overrides of our own defaults (RULES.md *default*), globally or per user."""
 
@@ -212,6 +220,7 @@ class Config(Strict):
     log_format: Literal["text", "json"] = "text"
     defaults: SettingsConfig = Field(default_factory=SettingsConfig)
     homeassistant_discovery: bool = True  # publish HA discovery for every user
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
 
     @field_validator("base_topic")
     @classmethod

@@ -50,6 +50,9 @@ class Accepted:
     user: str
     topic: str
     event: Event
+    # The event's id comes from its packet id and this is the broker's first delivery of
+    # it (DUP 0): it cannot have been handled, whatever an old id says (derived_event_id).
+    first_delivery: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,15 +184,20 @@ def _reasons(exc: ValidationError) -> str:
 # ------------------------------------------------------------------ parsing
 
 
-def derived_event_id(topic: str, body: bytes, received_at: datetime | None) -> str:
-    """An id for a message that carries none, stable across redeliveries of the same bytes.
+def derived_event_id(topic: str, body: bytes, packet_id: int | None) -> str:
+    """An id for a message that carries none, the same for a redelivery of the same message.
 
-    Messages with their own timestamp are identified by content; without one, the receipt
-    time is part of the id, so two identical logs at different times both count.
+    Messages with their own timestamp are identified by content. Without one (a protein log
+    with no `at`, a snooze), two identical bodies are two messages, so the broker's packet
+    id is part of the id: MQTT 3.1.1 and 5 (section 4.4 of both) resend an unacknowledged
+    message in a resumed session with its original packet id and the DUP flag set, while a
+    new message gets a packet id not in flight. Packet ids come round again after 65,535, so
+    a first delivery (DUP 0) is always applied (`Accepted.first_delivery`) and only a
+    redelivery is matched against the ids already handled.
     """
     h = hashlib.sha256(topic.encode() + b"\n" + body)
-    if received_at is not None:
-        h.update(received_at.isoformat().encode())
+    if packet_id is not None:
+        h.update(f"\n#{packet_id}".encode())
     return f"auto-{h.hexdigest()[:20]}"
 
 
@@ -211,8 +219,13 @@ def parse(
     base: str,
     users: Collection[str],
     received_at: datetime,
+    packet_id: int = 0,
+    redelivered: bool = False,
 ) -> Accepted | Refused:
-    """Validate one inbound message; never raises for any body."""
+    """Validate one inbound message; never raises for any body.
+
+    `packet_id` and `redelivered` (the DUP flag) identify a message without an id or a time
+    of its own (see derived_event_id); 0 and False for QoS 0 and for replays."""
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
     parts = split_topic(base, topic)
     if parts is None:
@@ -261,7 +274,7 @@ def parse(
     given_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
     event_id = given_id[:128] if given_id else None
     try:
-        event = _build(kind, rest, topic, raw, text, received_at)
+        event, by_packet = _build(kind, rest, topic, raw, text, received_at, packet_id)
     except ValidationError as exc:
         return Refused(user, topic, _reasons(exc), event_id)
     except ValueError as exc:
@@ -274,7 +287,7 @@ def parse(
             f"the payload names user '{str(payload_user)[:40]}' but was sent on {user}'s topic",
             event_id,
         )
-    return Accepted(user, topic, event)
+    return Accepted(user, topic, event, first_delivery=by_packet and not redelivered)
 
 
 def _has_nul(value: Any) -> bool:
@@ -301,8 +314,11 @@ def _check_time(name: str, at: datetime, received_at: datetime) -> None:
         raise ValueError(f"{name} is more than 14 days old ({at.isoformat()})")
 
 
-def _build(kind: str, rest: str, topic: str, raw: bytes, text: str, received_at: datetime) -> Event:
-    """The event for a JSON object body; strict types, so `true` is no number and `"7"` no rpe."""
+def _build(
+    kind: str, rest: str, topic: str, raw: bytes, text: str, received_at: datetime, packet: int
+) -> tuple[Event, bool]:
+    """The event for a JSON object body, and whether its id was derived from the packet id.
+    Strict types, so `true` is no number and `"7"` no rpe."""
     if kind == "workout/completed":
         w = WorkoutIn.model_validate_json(text, strict=True)
         _check_time("ended_at", w.ended_at, received_at)
@@ -314,52 +330,56 @@ def _build(kind: str, rest: str, topic: str, raw: bytes, text: str, received_at:
                 "hip flexors; others such as chest, back, shoulders, biceps, triceps, core)"
             )
         nc = w.next_cardio
-        return WorkoutCompleted(
-            Workout(
-                event_id=w.event_id,
-                ended_at=w.ended_at,
-                kind=w.kind,
-                focus=w.focus,
-                muscle_groups=tuple(w.muscle_groups),
-                rpe=w.rpe,
-                duration_min=w.duration_min,
-                zone=w.zone,
-                next_cardio=None
-                if nc is None
-                else PlannedCardio(nc.planned_at, nc.kind, nc.rpe, nc.key_session),
-            )
+        workout = Workout(
+            event_id=w.event_id,
+            ended_at=w.ended_at,
+            kind=w.kind,
+            focus=w.focus,
+            muscle_groups=tuple(w.muscle_groups),
+            rpe=w.rpe,
+            duration_min=w.duration_min,
+            zone=w.zone,
+            next_cardio=None
+            if nc is None
+            else PlannedCardio(nc.planned_at, nc.kind, nc.rpe, nc.key_session),
         )
+        return WorkoutCompleted(workout), False
+
+    def own_id(given: str | None, timed: bool) -> tuple[str, bool]:
+        if given:
+            return given, False
+        return derived_event_id(topic, raw, None if timed else packet), not timed
+
     if kind in ("gym/checkin", "gym/checkout"):
         g = GymIn.model_validate_json(text, strict=True)
         _check_time("at", g.at, received_at)
-        eid = g.event_id or derived_event_id(topic, raw, None)
-        return GymCheckin(eid, g.at) if kind == "gym/checkin" else GymCheckout(eid, g.at)
+        eid, by_packet = own_id(g.event_id, True)
+        mark = GymCheckin(eid, g.at) if kind == "gym/checkin" else GymCheckout(eid, g.at)
+        return mark, by_packet
     if kind == "cardio/planned":
         c = CardioPlannedIn.model_validate_json(text, strict=True)
         if c.planned_at < received_at - MAX_AGE:
             raise ValueError("planned_at is more than 14 days in the past")
-        eid = c.event_id or derived_event_id(topic, raw, None)
-        return CardioPlanned(
-            eid, received_at, PlannedCardio(c.planned_at, c.kind, c.rpe, c.key_session)
-        )
+        eid, by_packet = own_id(c.event_id, True)
+        plan = PlannedCardio(c.planned_at, c.kind, c.rpe, c.key_session)
+        return CardioPlanned(eid, received_at, plan), by_packet
     if kind == "protein/logged":
         p = ProteinIn.model_validate_json(text, strict=True)
         at = p.at or received_at
         _check_time("at", at, received_at)
-        eid = p.event_id or derived_event_id(topic, raw, None if p.at else received_at)
-        return ProteinLogged(eid, at, p.grams)
+        eid, by_packet = own_id(p.event_id, p.at is not None)
+        return ProteinLogged(eid, at, p.grams), by_packet
     if kind == "soreness":
         s = SorenessIn.model_validate_json(text, strict=True)
         at = s.at or received_at
         _check_time("at", at, received_at)
-        eid = s.event_id or derived_event_id(topic, raw, None if s.at else received_at)
-        return SorenessReported(eid, at, s.level)
+        eid, by_packet = own_id(s.event_id, s.at is not None)
+        return SorenessReported(eid, at, s.level), by_packet
     nudge_id = rest.split("/")[1]
     if kind == "nudge/ack":
         a = AckIn.model_validate_json(text, strict=True)
-        return NudgeAcked(
-            a.event_id or derived_event_id(topic, raw, received_at), received_at, nudge_id
-        )
+        eid, by_packet = own_id(a.event_id, False)
+        return NudgeAcked(eid, received_at, nudge_id), by_packet
     z = SnoozeIn.model_validate_json(text, strict=True)
-    eid = z.event_id or derived_event_id(topic, raw, received_at)
-    return NudgeSnoozed(eid, received_at, nudge_id, z.minutes)
+    eid, by_packet = own_id(z.event_id, False)
+    return NudgeSnoozed(eid, received_at, nudge_id, z.minutes), by_packet

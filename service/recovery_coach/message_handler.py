@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
 from . import coach
 from .inbound import Accepted, Refused, parse
-from .models import DayStarted, Decision, Nudge, NudgeSnoozed, Profile, UserState, dedupe_key
+from .models import (
+    DayStarted,
+    Decision,
+    Nudge,
+    NudgeAcked,
+    NudgeSnoozed,
+    Profile,
+    ProteinLogged,
+    SorenessReported,
+    UserState,
+    dedupe_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +80,24 @@ class MessageHandler:
         self.repo = repo
         self.filter_published = filter_published
 
-    def parse(self, topic: str, body: bytes | str, received_at: datetime) -> Accepted | Refused:
-        return parse(topic, body, base=self.base, users=self.profiles, received_at=received_at)
+    def parse(
+        self,
+        topic: str,
+        body: bytes | str,
+        received_at: datetime,
+        *,
+        packet_id: int = 0,
+        redelivered: bool = False,
+    ) -> Accepted | Refused:
+        return parse(
+            topic,
+            body,
+            base=self.base,
+            users=self.profiles,
+            received_at=received_at,
+            packet_id=packet_id,
+            redelivered=redelivered,
+        )
 
     def handle(self, topic: str, body: bytes | str, received_at: datetime) -> Outcome:
         return self.handle_parsed(self.parse(topic, body, received_at), received_at)
@@ -90,8 +117,14 @@ class MessageHandler:
         out = Outcome(user=user, event_id=event.event_id)
         key = dedupe_key(event)
         if self.repo.seen(user, key):
-            out.duplicate = True
-            return out
+            if not msg.first_delivery:
+                out.duplicate = True
+                return out
+            # A first delivery whose packet-derived id came round again: a new message.
+            renamed = f"{event.event_id}.{now:%Y%m%dT%H%M%S%f}"
+            if isinstance(event, ProteinLogged | SorenessReported | NudgeAcked | NudgeSnoozed):
+                event = replace(event, event_id=renamed)
+            out.event_id = event.event_id
         state = self.repo.load(user)
         try:
             decision = coach.decide(event, self.profiles[user], state, now)

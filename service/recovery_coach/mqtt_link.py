@@ -42,6 +42,7 @@ class Inbound:
     topic: str
     payload: bytes
     retain: bool
+    dup: bool = False  # the broker's redelivery of a message it sent before
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class MqttLink:
         self._started = False
         self._next_attempt = 0.0  # monotonic time of the next connection attempt
         self._delay = 1.0  # reconnect back-off, doubled up to 30 s
+        self._outage_logged = False  # "cannot connect" said for this outage
         self._packets = 0  # messages and PUBACKs seen, to know when a read found nothing
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -148,6 +150,7 @@ class MqttLink:
             else:
                 client.subscribe([(t, 1) for t in self.subscriptions])
         self._delay = 1.0
+        self._outage_logged = False
         log.info(
             "connected to %s:%s (session %s)",
             self.cfg.host,
@@ -172,7 +175,9 @@ class MqttLink:
 
     def _message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._packets += 1
-        self._on_message(Inbound(msg.mid, msg.qos, msg.topic, bytes(msg.payload), msg.retain))
+        self._on_message(
+            Inbound(msg.mid, msg.qos, msg.topic, bytes(msg.payload), msg.retain, bool(msg.dup))
+        )
 
     def _publish(
         self,
@@ -223,7 +228,7 @@ class MqttLink:
         if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
             self.connected.clear()
             self._next_attempt = time.monotonic() + self._delay
-            self._delay = min(self._delay * 2, 30.0)
+            self._outage_logged = False  # the first failed attempt of this outage is said
 
     def _connect_now(self, timeout: float) -> None:
         wait = self._next_attempt - time.monotonic()
@@ -233,8 +238,14 @@ class MqttLink:
         try:
             self.client.reconnect()
         except (OSError, ssl.SSLError) as exc:
-            if self._delay == 1.0 or log.isEnabledFor(logging.DEBUG):
-                log.warning("cannot connect to %s:%s: %s", self.cfg.host, self.cfg.port, exc)
+            if not self._outage_logged or log.isEnabledFor(logging.DEBUG):
+                self._outage_logged = True
+                log.warning(
+                    "cannot connect to %s:%s: %s; retrying (back-off up to 30 s)",
+                    self.cfg.host,
+                    self.cfg.port,
+                    exc,
+                )
             self._next_attempt = time.monotonic() + self._delay
             self._delay = min(self._delay * 2, 30.0)
 
@@ -257,10 +268,16 @@ class MqttLink:
             props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.MessageExpiryInterval = max(1, expiry_seconds)
         info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            log.warning("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
-            return None
-        return info.mid
+        if info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            return info.mid
+        if qos > 0 and info.mid:
+            # The socket write failed (the broker went away mid-write), but paho keeps a
+            # QoS 1 message and resends it after the reconnect: it is handed over, and
+            # treating it as not sent would send it a second time.
+            log.warning("publish to %s: %s; paho resends it", topic, mqtt.error_string(info.rc))
+            return info.mid
+        log.warning("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+        return None
 
     def stop(self, timeout: float = 2.0) -> None:
         """Publish `offline` (waiting for its PUBACK), then disconnect. Call after the worker."""

@@ -28,11 +28,13 @@ from . import __version__, discovery, jobs
 from .coach import next_day_start, state_view
 from .config import BrokerConfig, Config
 from .embedded_broker import EmbeddedBroker, PortTakenError, port_free, speaks_mqtt
-from .inbound import Accepted, Refused
+from .inbound import Accepted, Refused, split_topic
+from .inflight import InFlight
 from .log_format import setup_logging
 from .message_handler import MessageHandler, Outcome
 from .models import Nudge, dedupe_key
 from .mqtt_link import Inbound, MqttLink
+from .rate_limit import RateLimiter
 from .store import PENDING, SqlRepository, make_engine
 from .store_check import shown, store_problem
 
@@ -43,7 +45,9 @@ IDLE_WAIT = 0.01  # seconds the worker waits on the socket when it has nothing t
 ANNOUNCE_CHUNK = 200  # users' discovery and state per batch while announcing
 SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005
 IMMEDIATE = timedelta(milliseconds=50)  # due this soon: publish after the commit, no job
-HISTORY_SECONDS = 30 * 24 * 3600  # handled event ids are remembered this long
+DRAIN_SECONDS = 2.0  # a clean stop waits this long for the PUBACKs of what it published
+DIAGNOSTICS_EVERY = 2.0  # seconds: diagnostics after events at most this often
+RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # a failing store is retried this often
 INBOUND = (
     "workout/completed",
     "gym/checkin",
@@ -118,6 +122,31 @@ class Health:
     last_error_at: float | None = None
 
 
+@dataclass
+class Batch:
+    """One batch's decisions, once committed: what to publish, acknowledge and count."""
+
+    now: datetime
+    acks: list[tuple[int, int]] = field(default_factory=list)
+    refusals: list[Refused] = field(default_factory=list)
+    immediate: list[Nudge] = field(default_factory=list)  # due now: published at once
+    fire: list[Fire] = field(default_factory=list)
+    published: list[int] = field(default_factory=list)  # mids whose PUBACK is now stored
+    changed: set[str] = field(default_factory=set)  # users whose state changed
+    retained: list[str] = field(default_factory=list)  # topics of ignored retained events
+    payloads: dict[str, str] = field(default_factory=dict)  # nudge JSON as stored
+    handled: int = 0
+    refused: int = 0
+    duplicates: int = 0
+    cancelled: bool = False
+    jobs_added: bool = False
+    earliest_job: float | None = None
+    announce: bool | None = None  # True: everything; False: only what changed
+    announce_more: bool = False
+    ha_online: bool = False
+    diagnostics: bool = False
+
+
 def _iso(t: float | None) -> str | None:
     return None if t is None else datetime.fromtimestamp(t, UTC).isoformat()
 
@@ -145,9 +174,12 @@ class Service:
         self._announce_fingerprint = ""  # of a full announce in progress
         self._stale: set[str] = set()  # state changed while the broker was away
         self._scheduler_wake_by: float | None = None  # APScheduler wakes by then on its own
-        self._inflight: dict[int, Nudge] = {}
-        self._inflight_users: dict[str, int] = {}  # nudges awaiting PUBACK, per user
-        self._handed: set[str] = set()  # given to paho in this process; paho resends them
+        self.inflight = InFlight()
+        self.limiter = RateLimiter(cfg.rate_limit.per_minute, cfg.rate_limit.burst)
+        self._store_failing = False  # a batch is held while the store fails
+        self._away_logged = False  # "broker away" said for this outage
+        self._drain_until: float | None = None  # stopping: PUBACKs awaited until then
+        self._diagnostics_at = 0.0  # monotonic time of the last diagnostics published
         self._worker = threading.Thread(target=self._work, name="coach-worker", daemon=True)
         self._timers: list[threading.Timer] = []
         subs = [f"{self.base}/+/{t}" for t in INBOUND] + [discovery.HA_STATUS_TOPIC]
@@ -229,7 +261,7 @@ class Service:
 
     def _work(self) -> None:
         """Network I/O and decisions in one thread: read, decide, commit, ack, publish."""
-        while not self.stopping.is_set():
+        while not self._drained():
             # Jobs and timers put work on the queue from their own threads; waiting at most
             # IDLE_WAIT in select() bounds how late they are seen.
             self.link.pump(0.0 if not self.queue.empty() else IDLE_WAIT)
@@ -242,25 +274,143 @@ class Service:
             if batch:
                 self._safely(batch)
 
-    def _safely(self, batch: list[Work]) -> None:
-        try:
-            self._process(batch)
-        except Exception as exc:  # the service must stay up; the batch will come back
-            self.repo.rollback()
-            self.repo.forget_cache()
-            self._error(f"internal error while handling a batch: {exc!r}")
-            log.exception("batch of %d failed; its messages stay unacknowledged", len(batch))
+    def _drained(self) -> bool:
+        """Whether the worker may end: once stopping, it goes on for up to DRAIN_SECONDS
+        while nudges await their PUBACK, so that their marks are committed and a clean stop
+        sends nothing twice after the restart."""
+        if not self.stopping.is_set():
+            return False
+        if self._drain_until is None:
+            self._drain_until = time.monotonic() + DRAIN_SECONDS
+        return (
+            not self.inflight
+            or not self.link.connected.is_set()
+            or (time.monotonic() >= self._drain_until)
+        )
 
-    def _process(self, batch: list[Work]) -> None:
-        now = datetime.now(UTC)
-        acks: list[tuple[int, int]] = []
-        refusals: list[Refused] = []
-        immediate: list[Nudge] = []
-        fire: list[Fire] = []
-        changed: set[str] = set()
+    def _safely(self, batch: list[Work]) -> None:
+        """Decide and commit the batch, then act on it. A failed commit is retried by itself
+        (the store may be locked, full or restarting); a message that fails alone while the
+        store works is refused and acknowledged, so it never blocks the others."""
+        batch, limited = self._rate_limited(batch)
+        done = [limited] if limited.acks else []
+        done += self._commit(batch)
+        for b in done:
+            try:
+                self._after_commit(b)
+            except Exception as exc:  # decisions are stored: the outbox sends them later
+                self._error(f"internal error after a commit: {exc!r}")
+                log.exception("publishing after a commit failed")
+
+    def _commit(self, batch: list[Work]) -> list[Batch]:
+        """The batch decided and committed, with back-off while the store fails."""
+        delay = RETRY_FIRST_S
+        failed_while_writable = 0
+        while batch:
+            try:
+                b = self._decide(batch)
+                if self._store_failing:
+                    self._store_failing = False
+                    log.warning("the store works again: the held batch is committed")
+                return [b]
+            except Exception as exc:
+                self.repo.rollback()
+                self.repo.forget_cache()
+                failure = f"{type(exc).__name__}: {exc}"
+            if self.repo.writable():
+                # Once more as it is (a dropped connection or a lock that timed out passes);
+                # failing again while the store takes writes, it is one of the messages.
+                failed_while_writable += 1
+                if failed_while_writable == 1:
+                    continue
+                if len(batch) > 1:
+                    return self._one_by_one(batch)
+                return [self._poison(batch[0], failure)]
+            if not self._store_failing:
+                self._store_failing = True
+                log.error(
+                    "the store cannot take a batch of %d (%s): its messages are held "
+                    "unacknowledged and retried (1 s doubling to %.0f s)",
+                    len(batch),
+                    failure,
+                    RETRY_MAX_S,
+                )
+            self._error(f"store error: {failure}")
+            if not self._pump_for(delay):
+                return []  # stopping: the held messages come back at the next start
+            delay = min(delay * 2, RETRY_MAX_S)
+        return []
+
+    def _one_by_one(self, batch: list[Work]) -> list[Batch]:
+        """Each item in a transaction of its own, to find the one that fails the batch."""
+        log.warning("a batch of %d failed while the store works: retrying one by one", len(batch))
+        done: list[Batch] = []
+        for item in batch:
+            done += self._commit([item])
+        return done
+
+    def _poison(self, item: Work, failure: str) -> Batch:
+        """A message that fails alone while the store works: refused and acknowledged."""
+        b = Batch(datetime.now(UTC))
+        log.error("%s fails on its own (%s): dropped", type(item).__name__, failure)
+        if isinstance(item, Inbound):
+            b.refused += 1
+            b.acks.append((item.mid, item.qos))
+            user = split_topic(self.base, item.topic)
+            b.refusals.append(
+                Refused(
+                    user[0] if user and user[0] in self.profiles else None,
+                    item.topic,
+                    "the service failed on this message and dropped it; the log has the "
+                    "details (please report it)",
+                )
+            )
+        self._error(f"dropped a message that fails alone: {failure}")
+        return b
+
+    def _pump_for(self, seconds: float) -> bool:
+        """Keep the connection alive for `seconds`; False when the service is stopping."""
+        until = time.monotonic() + seconds
+        while not self.stopping.is_set():
+            left = until - time.monotonic()
+            if left <= 0:
+                return True
+            self.link.pump(min(left, 0.1))
+        return False
+
+    def _rate_limited(self, batch: list[Work]) -> tuple[list[Work], Batch]:
+        """Inbound messages beyond a user's rate limit, refused and acknowledged."""
+        limited = Batch(datetime.now(UTC))
+        now = time.monotonic()
+        kept: list[Work] = []
+        for item in batch:
+            if isinstance(item, Inbound) and item.topic != discovery.HA_STATUS_TOPIC:
+                parts = split_topic(self.base, item.topic)
+                user = parts[0] if parts else None
+                if user in self.profiles and not self.limiter.take(user, now):
+                    limited.acks.append((item.mid, item.qos))
+                    limited.refused += 1
+                    n = self.limiter.report(user, now)
+                    if n:
+                        limited.refusals.append(
+                            Refused(
+                                user,
+                                item.topic,
+                                f"too many messages: {n} refused (the limit is "
+                                f"{self.cfg.rate_limit.per_minute} a minute after a burst "
+                                f"of {self.cfg.rate_limit.burst}; rate_limit in the config)",
+                            )
+                        )
+                    continue
+            kept.append(item)
+        return kept, limited
+
+    def _decide(self, batch: list[Work]) -> Batch:
+        """Every decision of the batch, written in one transaction. Nothing outside the
+        store's staging changes here, so a failed attempt can simply be made again."""
+        b = Batch(datetime.now(UTC))
+        now = b.now
         outcomes: list[Outcome] = []
-        jobs_added = False
-        announce: bool | None = None  # True: everything; False: only what changed
         # Parse first, so that one query tells which events were already handled.
         parsed: dict[int, Accepted | Refused] = {}
         for i, item in enumerate(batch):
@@ -269,88 +419,111 @@ class Service:
                 and item.topic != discovery.HA_STATUS_TOPIC
                 and not item.retain
             ):
-                parsed[i] = self.handler.parse(item.topic, item.payload, now)
+                parsed[i] = self.handler.parse(
+                    item.topic, item.payload, now, packet_id=item.mid, redelivered=item.dup
+                )
         self.repo.prefetch_seen(
             (p.user, dedupe_key(p.event)) for p in parsed.values() if isinstance(p, Accepted)
         )
         for i, item in enumerate(batch):
             if isinstance(item, Inbound):
-                acks.append((item.mid, item.qos))
+                b.acks.append((item.mid, item.qos))
                 if item.topic == discovery.HA_STATUS_TOPIC:
-                    if item.payload.strip() == b"online":
-                        self._announce_later()
-                    continue
-                if item.retain:
-                    # A retained event would be applied again at every reconnect (a retained
-                    # {"grams": 25} adds 25 g per restart): events are never retained.
-                    log.warning(
-                        "ignored a retained message on %s: events must not be retained "
-                        "(clear it with an empty retained message)",
-                        item.topic,
-                    )
-                    continue
-                outcomes.append(self.handler.handle_parsed(parsed[i], now))
+                    b.ha_online |= item.payload.strip() == b"online"
+                elif item.retain:
+                    b.retained.append(item.topic)
+                else:
+                    outcomes.append(self.handler.handle_parsed(parsed[i], now))
             elif isinstance(item, DayStart):
                 if item.user not in self.profiles:
                     continue
                 outcomes.append(self.handler.day_started(item.user, now))
                 at = next_day_start(self.profiles[item.user], now)
                 self.repo.stage_job(self.scheduler.day_row(item.user, at))
-                jobs_added = True
+                b.jobs_added = True
             elif isinstance(item, Fire):
-                fire.append(item)
+                b.fire.append(item)
             elif isinstance(item, PubAck):
-                self._published(item.mid, changed)
+                self._published(item.mid, b)
             elif isinstance(item, Missed):
                 self._missed(item.job_id)
             elif isinstance(item, Connected):
                 # A resumed session means the broker kept our retained messages too: only
                 # what changed goes out again, unless the announcement itself changed.
                 full = not item.session_present or not self._announced_as_now()
-                announce = bool(announce) or full
-                fire.extend(self._overdue())
+                b.announce = bool(b.announce) or full
+                b.fire.extend(self._overdue())
             elif isinstance(item, Announce):
-                announce = True
+                b.announce = True
             elif isinstance(item, AnnounceMore):
-                self._announce_queued = False
+                b.announce_more = True
             elif isinstance(item, Housekeeping):
-                self.repo.prune(time.time() - HISTORY_SECONDS)
-                self._diagnostics()
+                self.repo.stage_prune(time.time())
+                self.limiter.forget_full(time.monotonic())
+                b.diagnostics = True
         # Nudges that already went out are never sent again (stable ids): one query for the
         # whole batch, then job rows for the rest.
         sent = self.repo.resolve_staged() if outcomes else set()
         for out in outcomes:
             if sent:
                 out.scheduled = [n for n in out.scheduled if n.nudge_id not in sent]
-            jobs_added |= self._absorb(out, now, immediate, refusals, changed)
-            if out.cancelled:
-                # A cancelled job may be the one APScheduler would have woken for; if it
-                # re-reads the table meanwhile it may sleep past jobs we did not wake it for.
-                self._scheduler_wake_by = None
-        earliest_job = self.repo.earliest_staged_job()
+            self._absorb(out, b)
+        b.earliest_job = self.repo.earliest_staged_job()
         if self.repo.has_staged():
             self.repo.commit()
         else:
             self.repo.end_reads()
+        b.payloads = self.repo.written_payloads
+        return b
+
+    def _after_commit(self, b: Batch) -> None:
+        """What the committed batch makes happen: publish, acknowledge, wake, announce."""
+        h = self.health
+        h.events_handled += b.handled
+        h.events_refused += b.refused
+        h.duplicates += b.duplicates
+        if b.handled:
+            h.last_event_at = time.time()
+        for mid in b.published:
+            self.inflight.done(mid)
+        h.nudges_published += len(b.published)
+        if b.cancelled:
+            # A cancelled job may be the one APScheduler would have woken for; if it
+            # re-reads the table meanwhile it may sleep past jobs we did not wake it for.
+            self._scheduler_wake_by = None
         # What the user is waiting for goes first; acks and the scheduler's wake-up (its
         # thread then queries the job table, competing for the GIL) come after.
-        for nudge in immediate:
-            self._publish_nudge(nudge, now, self.repo.written_payloads.get(nudge.nudge_id))
-        for mid, qos in acks:
+        for nudge in b.immediate:
+            self._publish_nudge(nudge, b.now, b.payloads.get(nudge.nudge_id))
+        for mid, qos in b.acks:
             self.link.ack(mid, qos)
-        if jobs_added and earliest_job is not None and self._wake_needed(earliest_job):
+        if b.jobs_added and b.earliest_job is not None and self._wake_needed(b.earliest_job):
             self.scheduler.wakeup()
-        for r in refusals:
+        for topic in b.retained:
+            # A retained event would be applied again at every reconnect (a retained
+            # {"grams": 25} adds 25 g per restart): events are never retained.
+            log.warning(
+                "ignored a retained message on %s: events must not be retained "
+                "(clear it with an empty retained message)",
+                topic,
+            )
+        for r in b.refusals:
             self._refusal(r)
-        if fire:
-            self._fire(fire, now)
-        if announce is not None:
-            self._announce(full=announce)
-        for user in changed:
+        if b.ha_online:
+            self._announce_later()
+        if b.announce_more:
+            self._announce_queued = False
+        if b.fire:
+            self._fire(b.fire, b.now)
+        if b.announce is not None:
+            self._announce(full=b.announce)
+        for user in b.changed:
             # A user with nudges still awaiting PUBACK gets one state, after the last one
             # (it names the last nudge), instead of one now and one again a moment later.
-            if user not in self._inflight_users:
-                self._publish_state(user, now)
+            if not self.inflight.waiting(user):
+                self._publish_state(user, b.now)
+        if b.diagnostics or (b.handled and self._diagnostics_stale()):
+            self._diagnostics()
         if self._announce_todo:
             self._announce_some()
 
@@ -367,41 +540,32 @@ class Service:
             return True
         return False
 
-    def _absorb(
-        self,
-        out: Outcome,
-        now: datetime,
-        immediate: list[Nudge],
-        refusals: list[Refused],
-        changed: set[str],
-    ) -> bool:
-        """Stage jobs for the outcome's nudges; returns whether any job was added."""
+    def _absorb(self, out: Outcome, b: Batch) -> None:
+        """Stage jobs for the outcome's nudges; the ones due now are published after the commit."""
         if out.refused is not None:
-            self.health.events_refused += 1
-            refusals.append(out.refused)
-            return False
+            b.refused += 1
+            b.refusals.append(out.refused)
+            return
         if out.duplicate:
-            self.health.duplicates += 1
+            b.duplicates += 1
             log.debug("event %s for %s already handled", out.event_id, out.user)
-            return False
-        self.health.events_handled += 1
-        self.health.last_event_at = time.time()
-        added = False
+            return
+        b.handled += 1
+        b.cancelled |= bool(out.cancelled)
         for nudge in out.scheduled:
-            if nudge.due_at <= now + IMMEDIATE:
-                immediate.append(nudge)
+            if nudge.due_at <= b.now + IMMEDIATE:
+                b.immediate.append(nudge)
             else:
                 self.repo.stage_job(self.scheduler.nudge_row(nudge))
-                added = True
+                b.jobs_added = True
         if out.user is not None:
-            changed.add(out.user)
-        return added
+            b.changed.add(out.user)
 
     # ------------------------------------------------------------ nudges out
 
     def _fire(self, fire: list[Fire], now: datetime) -> None:
         """Publish the nudges whose time has come (one outbox read for all of them)."""
-        todo = [f for f in fire if f.nudge_id not in self._handed]
+        todo = [f for f in fire if not self.inflight.holds(f.nudge_id)]
         rows = self.repo.outbox_many([f.nudge_id for f in todo]) if todo else {}
         for f in todo:
             row = rows.get(f.nudge_id)
@@ -424,16 +588,19 @@ class Service:
         return [
             Fire(r.user_id, r.nudge_id)
             for r in self.repo.pending_without_job(due_by=now)
-            if r.nudge_id not in self._handed
+            if not self.inflight.holds(r.nudge_id)
         ]
 
     def _publish_nudge(self, nudge: Nudge, now: datetime, payload: str | None = None) -> None:
         """Publish a nudge; `payload` is its JSON when the outbox already holds it."""
         if not self.link.connected.is_set():
-            log.info(
-                "broker away: nudge %s for %s waits for the connection", nudge.nudge_id, nudge.user
-            )
+            # Once per outage: the outbox holds them all and the connect sends them.
+            if not self._away_logged:
+                self._away_logged = True
+                log.info("broker away: nudges wait in the outbox for the connection")
+            log.debug("nudge %s for %s waits for the connection", nudge.nudge_id, nudge.user)
             return
+        self._away_logged = False
         if payload is None:
             payload = json.dumps(nudge.payload(self.profiles[nudge.user].tz), ensure_ascii=False)
         expiry = None
@@ -446,9 +613,7 @@ class Service:
             expiry_seconds=expiry,
         )
         if mid is not None:
-            self._inflight[mid] = nudge
-            self._inflight_users[nudge.user] = self._inflight_users.get(nudge.user, 0) + 1
-            self._handed.add(nudge.nudge_id)
+            self.inflight.add(mid, nudge)
             log.debug(  # at INFO this line cost more than deciding the nudge
                 "nudge %s (%s %s) published for %s",
                 nudge.nudge_id,
@@ -457,18 +622,16 @@ class Service:
                 nudge.user,
             )
 
-    def _published(self, mid: int, changed: set[str]) -> None:
-        nudge = self._inflight.pop(mid, None)
+    def _published(self, mid: int, b: Batch) -> None:
+        """Stage the PUBACK's mark; the in-flight entry goes once it is committed."""
+        nudge = self.inflight.get(mid)
         if nudge is None:
             return  # state, error or discovery message
-        left = self._inflight_users.pop(nudge.user, 1) - 1
-        if left > 0:
-            self._inflight_users[nudge.user] = left
-        self.health.nudges_published += 1
+        b.published.append(mid)
         self.repo.stage_published(nudge.nudge_id, time.time())
         if nudge.user in self.profiles:
             self.repo.stage_state(nudge.user, self.handler.nudge_published(nudge.user, nudge))
-            changed.add(nudge.user)
+            b.changed.add(nudge.user)
 
     def _missed(self, job_id: str) -> None:
         if job_id.startswith("day:"):
@@ -586,8 +749,14 @@ class Service:
             "updated_at": datetime.now(UTC).isoformat(),
         }
 
+    def _diagnostics_stale(self) -> bool:
+        return time.monotonic() - self._diagnostics_at >= DIAGNOSTICS_EVERY
+
     def _diagnostics(self) -> None:
+        """Publish the figures: every 30 s, and after events at most every DIAGNOSTICS_EVERY
+        (so `status` right after an event is current)."""
         if self.link.connected.is_set():
+            self._diagnostics_at = time.monotonic()
             payload = json.dumps(self.diagnostics())
             self.link.publish(f"{self.base}/diagnostics", payload, qos=1, retain=True)
 

@@ -99,6 +99,11 @@ jobs = Table(
 )
 
 PENDING, PUBLISHED, CANCELLED, EXPIRED = "pending", "published", "cancelled", "expired"
+# Handled event ids outlive the 14 days after which an event is refused as too old anyway.
+EVENT_IDS_KEPT_S = 15 * 24 * 3600.0
+# A finished nudge's row is what says "sent, never again"; the rules re-derive nudges only
+# from the last 72 hours, so a row a week past its useful life can go.
+NUDGES_KEPT_S = 8 * 24 * 3600.0
 CHUNK = 400  # ids per IN (...) list: well under SQLite's 999 bound parameters
 
 _state_codec: TypeAdapter[UserState] = TypeAdapter(UserState)
@@ -174,6 +179,7 @@ class SqlRepository:
         self._staged_jobs: dict[str, JobRow] = {}
         self._staged_published: dict[str, float] = {}
         self._staged_expired: set[str] = set()
+        self._staged_prune: float | None = None  # epoch seconds: forget what is older
         # The nudge JSON written by the last commit, so publishing does not build it again.
         self.written_payloads: dict[str, str] = {}
         # Per batch: what the store already holds, read with one query each (prefetch_seen,
@@ -324,6 +330,23 @@ class SqlRepository:
     def stage_expired(self, nudge_id: str) -> None:
         self._staged_expired.add(nudge_id)
 
+    def stage_prune(self, now: float) -> None:
+        """Forget, in this batch's transaction, old handled ids and finished nudges."""
+        self._staged_prune = now
+
+    def writable(self) -> bool:
+        """Whether the store takes a write now (a failed batch: the store, or one message?)."""
+        try:
+            cur = self._cursor()
+            self._exec(cur, "DELETE FROM rc_meta WHERE key = ?", ("probe",))
+            self._exec(cur, "INSERT INTO rc_meta (key, value) VALUES (?, ?)", ("probe", "1"))
+            cur.close()
+            self._raw.commit()
+            return True
+        except Exception:
+            self._abort()
+            return False
+
     def resolve_staged(self) -> set[str]:
         """Drop staged nudges that already went out (or expired, or were cancelled and
         published); returns their ids. One query per batch for what `published` asks per
@@ -352,6 +375,7 @@ class SqlRepository:
             or self._staged_jobs
             or self._staged_published
             or self._staged_expired
+            or self._staged_prune is not None
         )
 
     def commit(self) -> None:
@@ -393,6 +417,7 @@ class SqlRepository:
         self._staged_jobs.clear()
         self._staged_published.clear()
         self._staged_expired.clear()
+        self._staged_prune = None
 
     def forget_cache(self) -> None:
         self._states.clear()
@@ -423,9 +448,12 @@ class SqlRepository:
                     "INSERT INTO rc_user_states (user_id, state, updated_at) VALUES (?, ?, ?)",
                     [(u, encode_state(self._staged_states[u]), now) for u in new],
                 )
+        # A message's first delivery may reuse the id of an old one (a packet id that came
+        # round again, see inbound.derived_event_id): the row is already there.
         self._many(
             cur,
-            "INSERT INTO rc_handled_events (user_id, event_id, handled_at) VALUES (?, ?, ?)",
+            "INSERT INTO rc_handled_events (user_id, event_id, handled_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (user_id, event_id) DO UPDATE SET handled_at = excluded.handled_at",
             [(u, e, now) for u, e in self._staged_events],
         )
         # A job row exists only beside a stored nudge (same id), or for a day start: a nudge
@@ -470,6 +498,21 @@ class SqlRepository:
             sorted(self._staged_expired),
             (EXPIRED,),
             (PENDING,),
+        )
+        if self._staged_prune is not None:
+            self._prune(cur, self._staged_prune)
+
+    def _prune(self, cur: Any, now: float) -> None:
+        self._exec(
+            cur, "DELETE FROM rc_handled_events WHERE handled_at < ?", (now - EVENT_IDS_KEPT_S,)
+        )
+        # Finished rows, and pending ones whose useful life ended long ago (no job sends
+        # them: a missed job marks its nudge expired, a deleted user's are cancelled).
+        self._exec(
+            cur,
+            "DELETE FROM rc_nudges WHERE COALESCE(expires_at, due_at) < ? "
+            "AND (status <> ? OR expires_at IS NOT NULL)",
+            (now - NUDGES_KEPT_S, PENDING),
         )
 
     def _in(
@@ -589,14 +632,6 @@ class SqlRepository:
             ).scalar()
             job_count = conn.execute(select(func.count()).select_from(jobs)).scalar()
         return {"nudges_pending": int(pending or 0), "jobs": int(job_count or 0)}
-
-    def prune(self, older_than: float) -> None:
-        """Forget handled event ids and finished nudges older than the history we keep."""
-        with self.engine.begin() as conn:
-            conn.execute(delete(handled_events).where(handled_events.c.handled_at < older_than))
-            conn.execute(
-                delete(nudges).where(nudges.c.status != PENDING, nudges.c.due_at < older_than)
-            )
 
 
 def _outbox_row(row: Any) -> OutboxRow:

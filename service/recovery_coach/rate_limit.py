@@ -1,0 +1,57 @@
+"""Per-user token buckets for inbound messages: one device flooding its own topic is refused
+(and told so) instead of slowing every other user's nudges."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REPORT_EVERY = 60.0  # seconds between two refusals published to one user's error topic
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float  # monotonic seconds of the last refill
+    refused: int = 0  # since the last report
+    reported_at: float | None = None
+
+
+class RateLimiter:
+    def __init__(self, per_minute: int, burst: int) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self._buckets: dict[str, _Bucket] = {}
+
+    def take(self, user: str, now: float) -> bool:
+        """Whether one more message from `user` is allowed at monotonic time `now`."""
+        b = self._buckets.get(user)
+        if b is None:
+            b = self._buckets[user] = _Bucket(self.burst, now)
+        b.tokens = min(self.burst, b.tokens + (now - b.at) * self.rate)
+        b.at = now
+        if b.tokens >= 1.0:
+            b.tokens -= 1.0
+            return True
+        b.refused += 1
+        return False
+
+    def forget_full(self, now: float) -> None:
+        """Drop the buckets that are full again by `now` (100,000 quiet users: no memory)."""
+        full = [
+            u
+            for u, b in self._buckets.items()
+            if b.refused == 0 and b.tokens + (now - b.at) * self.rate >= self.burst
+        ]
+        for u in full:
+            del self._buckets[u]
+
+    def report(self, user: str, now: float) -> int:
+        """How many messages were refused since the last report, when one is due (else 0):
+        the first refusal is reported at once, then at most one report per minute."""
+        b = self._buckets.get(user)
+        if b is None or b.refused == 0:
+            return 0
+        if b.reported_at is not None and now - b.reported_at < REPORT_EVERY:
+            return 0
+        n, b.refused, b.reported_at = b.refused, 0, now
+        return n
