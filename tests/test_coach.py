@@ -324,3 +324,18 @@ def test_state_view_has_the_contract_fields() -> None:
 def test_day_ticks_have_their_own_ids() -> None:
     """A start at 05:00 and the 07:00 tick that day are two ticks, not a redelivery."""
     assert coach.day_event_id(P, t(D2 + "05:00")) != coach.day_event_id(P, t(D2 + "07:00"))
+
+
+def test_a_flood_of_facts_keeps_the_newest_few_hundred_of_each_kind() -> None:
+    """A device looping on its topic cannot grow a state without bound: each kind of fact
+    keeps its newest MAX_FACTS, far more than a person logs in the 21 days the rules read."""
+    state = UserState()
+    for i in range(coach.MAX_FACTS + 50):
+        at = EVENING + timedelta(seconds=10 * i)
+        state = coach.record(GymCheckin(f"g{i}", at), state, at)
+        state = coach.record(workout(at, "cardio", None, event_id=f"w{i}"), state, at)
+    last = coach.MAX_FACTS + 49
+    # Pruned before each fact is added: at most MAX_FACTS old ones and the new one.
+    assert [len(state.gym), len(state.activities)] == [coach.MAX_FACTS, coach.MAX_FACTS + 1]
+    assert [state.gym[0].event_id, state.gym[-1].event_id] == ["g50", f"g{last}"]
+    assert [state.activities[0].event_id, state.activities[-1].event_id] == ["w49", f"w{last}"]

@@ -299,3 +299,46 @@ def test_sigterm_during_a_broker_outage_still_stops_within_seconds(
         assert svc.proc.returncode == 0
     finally:
         svc.close()
+
+
+def test_sigterm_in_a_burst_sends_no_nudge_twice_after_the_restart(
+    tmp_path: Path, mosquitto_factory: BrokerFactory
+) -> None:
+    """A clean stop commits the PUBACKs of what it published before it exits (before, a
+    stop between a publish and its PUBACK's commit re-sent that nudge after the restart)."""
+    broker = mosquitto_factory()
+    rec = Recorder(broker.host, broker.port, [f"{BASE}/+/nudge"]).start()
+    users = {f"u{i}": user_config() for i in range(300)}
+    svc = ServiceProcess(tmp_path, port=broker.port, base=BASE, users=users)
+    try:
+        svc.start().wait_connected()
+        events = [(f"u{i}", workout(ago=timedelta(minutes=1))) for i in range(300)]
+        client = broker.paho_client("burst", mqtt5=False)
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        infos = [
+            client.publish(f"{BASE}/{u}/workout/completed", json.dumps(e), qos=1) for u, e in events
+        ]
+        rec.wait_for(lambda r: len(r.on(f"{BASE}/+/nudge")) >= 30, 20, "the first nudges")
+        svc.stop()  # in the middle of the burst
+        for info in infos:
+            info.wait_for_publish(10)
+        client.disconnect()
+        client.loop_stop()
+        svc.start().wait_connected()
+
+        def cooldowns(r: Recorder) -> list[str]:
+            return [
+                m.json()["nudge_id"]
+                for m in r.on(f"{BASE}/+/nudge")
+                if m.json()["kind"] == "cooldown_start"
+            ]
+
+        rec.wait_for(lambda r: len(set(cooldowns(r))) == 300, 60, "all 300 cooldowns")
+        svc.wait_log("stopped", 1)
+        time.sleep(1)  # a re-sent nudge would arrive right after the connect
+        ids = [m.json()["nudge_id"] for m in rec.on(f"{BASE}/+/nudge")]
+        assert len(ids) == len(set(ids))
+    finally:
+        svc.close()
+        rec.stop()

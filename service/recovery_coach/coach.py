@@ -51,6 +51,7 @@ from .rules import (
 )
 
 HISTORY = timedelta(days=21)  # the timeline the rules read: R10's week, R12's streaks
+MAX_FACTS = 300  # per kind of fact in a user's state (21 days of 14 workouts a day)
 SHORT_HISTORY = timedelta(days=4)  # protein logs, gym marks, plans: past rules.LOOKBACK
 RECENT_NUDGES = 20
 
@@ -164,9 +165,13 @@ def derive(
 
 
 def _prune(state: UserState, now: datetime) -> UserState:
+    """Forget what no rule reads any more, and cap what a flooding device can pile up: the
+    newest MAX_FACTS of each kind are far more than a person logs in the history's span."""
     old, short = now - HISTORY, now - SHORT_HISTORY
     if (
-        (not state.activities or state.activities[0].ended_at >= old)
+        max(len(state.activities), len(state.gym), len(state.protein)) <= MAX_FACTS
+        and max(len(state.soreness_logs), len(state.planned_cardio)) <= MAX_FACTS
+        and (not state.activities or state.activities[0].ended_at >= old)
         and (not state.gym or state.gym[0].at >= short)
         and (not state.protein or state.protein[0].at >= short)
         and (not state.soreness_logs or state.soreness_logs[0].at >= old)
@@ -176,11 +181,11 @@ def _prune(state: UserState, now: datetime) -> UserState:
         return state  # nothing old enough to forget
     return replace(
         state,
-        activities=tuple(a for a in state.activities if a.ended_at >= old),
-        gym=tuple(g for g in state.gym if g.at >= short),
-        protein=tuple(p for p in state.protein if p.at >= short),
-        soreness_logs=tuple(s for s in state.soreness_logs if s.at >= old),
-        planned_cardio=tuple(p for p in state.planned_cardio if p.planned_at >= short),
+        activities=tuple(a for a in state.activities if a.ended_at >= old)[-MAX_FACTS:],
+        gym=tuple(g for g in state.gym if g.at >= short)[-MAX_FACTS:],
+        protein=tuple(p for p in state.protein if p.at >= short)[-MAX_FACTS:],
+        soreness_logs=tuple(s for s in state.soreness_logs if s.at >= old)[-MAX_FACTS:],
+        planned_cardio=tuple(p for p in state.planned_cardio if p.planned_at >= short)[-MAX_FACTS:],
         planned=tuple(p for p in state.planned if p.expires_at is None or p.expires_at >= short),
     )
 

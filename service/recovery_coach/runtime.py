@@ -178,7 +178,6 @@ class Service:
         self.limiter = RateLimiter(cfg.rate_limit.per_minute, cfg.rate_limit.burst)
         self._store_failing = False  # a batch is held while the store fails
         self._away_logged = False  # "broker away" said for this outage
-        self._drain_until: float | None = None  # stopping: PUBACKs awaited until then
         self._diagnostics_at = 0.0  # monotonic time of the last diagnostics published
         self._worker = threading.Thread(target=self._work, name="coach-worker", daemon=True)
         self._timers: list[threading.Timer] = []
@@ -261,7 +260,7 @@ class Service:
 
     def _work(self) -> None:
         """Network I/O and decisions in one thread: read, decide, commit, ack, publish."""
-        while not self._drained():
+        while not self.stopping.is_set():
             # Jobs and timers put work on the queue from their own threads; waiting at most
             # IDLE_WAIT in select() bounds how late they are seen.
             self.link.pump(0.0 if not self.queue.empty() else IDLE_WAIT)
@@ -273,20 +272,27 @@ class Service:
                     break
             if batch:
                 self._safely(batch)
+        self._drain()
 
-    def _drained(self) -> bool:
-        """Whether the worker may end: once stopping, it goes on for up to DRAIN_SECONDS
-        while nudges await their PUBACK, so that their marks are committed and a clean stop
-        sends nothing twice after the restart."""
-        if not self.stopping.is_set():
-            return False
-        if self._drain_until is None:
-            self._drain_until = time.monotonic() + DRAIN_SECONDS
-        return (
-            not self.inflight
-            or not self.link.connected.is_set()
-            or (time.monotonic() >= self._drain_until)
-        )
+    def _drain(self) -> None:
+        """Stopping: wait up to DRAIN_SECONDS for the PUBACKs of what was published and
+        commit them, so a clean stop sends nothing twice after the restart. Nothing else is
+        taken: unacknowledged messages come back, and due nudges are sent at the next start."""
+        until = time.monotonic() + DRAIN_SECONDS
+        while self.inflight and self.link.connected.is_set() and time.monotonic() < until:
+            self.link.pump(0.05)
+            acks: list[Work] = []
+            while True:
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, PubAck):
+                    acks.append(item)
+            if acks:
+                self._safely(acks)
+        if self.inflight:
+            log.warning("stopped with %d nudge(s) awaiting PUBACK", len(self.inflight))
 
     def _safely(self, batch: list[Work]) -> None:
         """Decide and commit the batch, then act on it. A failed commit is retried by itself
