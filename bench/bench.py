@@ -43,6 +43,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from recovery_coach.config import RateLimitConfig
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -457,6 +458,75 @@ def latency_figures(lat: list[float], timeouts: int, floor_p50_ms: float) -> dic
     }
 
 
+# ------------------------------------------------------------------ 2b. flood
+
+
+FLOOD_PER_S = 50  # one device looping on its own topic (issue 10 measured 50 workouts/s)
+
+
+def bench_flood(port: int, store: Store, workdir: Path, n: int) -> dict[str, Any]:
+    """A quiet user's latency with and without a device flooding its own topic beside it;
+    the flood is refused beyond the rate limit (config defaults) and its state stays small."""
+    svc = Service(workdir, "flood", port, store.new_url("flood"))
+    users = svc.write_config(1 + 50 + 2 * n, midday_zone())
+    flooder, warm, quiet = users[0], users[1:51], users[51:]
+    lc = LoadClient(port, [f"{BASE}/+/nudge", f"{BASE}/{flooder}/error"]).start()
+    dev = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"flood-{uuid.uuid4().hex[:6]}")
+    dev.max_inflight_messages_set(0)
+    dev.max_queued_messages_set(0)
+    dev.on_socket_open = nodelay
+    stop = threading.Event()
+    sent = 0
+
+    def flood() -> None:
+        nonlocal sent
+        t0 = time.monotonic()
+        while not stop.is_set():
+            body = json.dumps(workout(f"flood-{sent}", datetime.now(UTC)))
+            dev.publish(f"{BASE}/{flooder}/workout/completed", body, qos=1)
+            sent += 1
+            stop.wait(max(0.0, t0 + sent / FLOOD_PER_S - time.monotonic()))
+
+    try:
+        with running(svc):
+            svc.wait_log("connected to", 60)
+            dev.connect(HOST, port)
+            dev.loop_start()
+            latency_run(lc, warm, 50, "fwarm")
+            calm, calm_timeouts = latency_run(lc, quiet[:n], n, "calm")
+            flooding = threading.Thread(target=flood, daemon=True)
+            flooding.start()
+            # Past the burst the rate limit allows: the flood is being refused (steady state).
+            stop.wait(RateLimitConfig().burst / FLOOD_PER_S + 2.0)
+            busy, busy_timeouts = latency_run(lc, quiet[n:], n, "busy")
+            stop.set()
+            flooding.join(5)
+            dev.disconnect()
+            dev.loop_stop()
+            flood_s = sent / FLOOD_PER_S
+            rows = store_rows(
+                svc.url, f"SELECT length(state) FROM rc_user_states WHERE user_id = '{flooder}'"
+            )
+            reports = len(lc.raw.get(f"{BASE}/{flooder}/error", []))
+    finally:
+        lc.stop()
+    calm_p50, busy_p50 = ms(pct(calm, 50)), ms(pct(busy, 50))
+    return {
+        "flood_per_s": FLOOD_PER_S,
+        "flood_events": sent,
+        "flood_seconds": round(flood_s, 1),
+        "quiet_events": 2 * n,
+        "timeouts": calm_timeouts + busy_timeouts,
+        "calm_p50_ms": calm_p50,
+        "calm_p99_ms": ms(pct(calm, 99)),
+        "flood_p50_ms": busy_p50,
+        "flood_p99_ms": ms(pct(busy, 99)),
+        "ratio_p50": round(busy_p50 / calm_p50, 2) if calm_p50 else None,
+        "flooder_state_kb": round(rows[0][0] / 1024, 1) if rows else None,
+        "refusal_reports": reports,
+    }
+
+
 # ------------------------------------------------------------------ 3. throughput
 
 
@@ -737,6 +807,9 @@ def run_store(kind: str, sizes: Sizes, sections: set[str], keep: bool) -> dict[s
                     result["main_rss_mb"] = svc.rss_mb()[0]
             finally:
                 lc.stop()
+        if "flood" in sections:
+            result["flood"] = bench_flood(port, store, workdir, sizes.latency // 3)
+            log(f"flood: {result['flood']}")
         if "punctuality" in sections:
             result["punctuality"] = bench_punctuality(
                 port, store, workdir, sizes.punct_jobs, sizes.punct_lead_s
@@ -770,6 +843,17 @@ def table(results: list[dict[str, Any]]) -> str:
         ("1 floor", "echo QoS 1 messages/s", ("floor.msgs_per_s",)),
         ("2 latency", "event -> first nudge p50 / p99 (ms)", ("latency.p50_ms", "latency.p99_ms")),
         ("2 latency", "p50 / floor p50", ("latency.ratio_to_floor_p50",)),
+        (
+            "2b flood",
+            "quiet user p50 calm / beside a 50/s flood (ms)",
+            ("flood.calm_p50_ms", "flood.flood_p50_ms"),
+        ),
+        ("2b flood", "p50 beside the flood / calm", ("flood.ratio_p50",)),
+        (
+            "2b flood",
+            "flooder's state (KB) / refusal reports",
+            ("flood.flooder_state_kb", "flood.refusal_reports"),
+        ),
         ("3 throughput", "events/s (first nudge of every event)", ("throughput.events_per_s",)),
         (
             "3 throughput",
@@ -899,6 +983,10 @@ Latest run of `bench/run --store {"both" if len(results) > 1 else results[0]["st
 2. **latency**: a workout event published (QoS 1) -> the first nudge received, sequential
    events over 100 users, after 100 warm-up events. The service decides, commits (one
    transaction), then publishes and acknowledges.
+2b. **flood**: one user's device publishes workouts at 50/s on its own topic; the latency
+   of (2) for other users before and during the flood, the ratio of the two p50s, the
+   flooder's stored state and the refusals reported on its error topic (rate limit: the
+   config defaults, 30 a minute after a burst of 120), measured once the burst has passed.
 3. **throughput**: a QoS 1 burst over 100 users; events/s until every event's immediate
    nudges arrived. Lost = immediate nudges stored but not received, events without a nudge,
    scheduled nudges without their job row; duplicated = a nudge id received twice.
@@ -921,8 +1009,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller sizes, a few minutes")
     ap.add_argument(
         "--only",
-        default="floor,latency,throughput,punctuality,scale",
-        help="comma-separated sections (floor, latency, throughput, punctuality, scale)",
+        default="floor,latency,flood,throughput,punctuality,scale",
+        help="comma-separated sections (floor, latency, flood, throughput, punctuality, scale)",
     )
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument(

@@ -51,7 +51,7 @@ from .rules import (
 )
 
 HISTORY = timedelta(days=21)  # the timeline the rules read: R10's week, R12's streaks
-MAX_FACTS = 300  # per kind of fact in a user's state (21 days of 14 workouts a day)
+MAX_FACTS = 200  # per kind of fact in a user's state (21 days of 9 workouts a day)
 SHORT_HISTORY = timedelta(days=4)  # protein logs, gym marks, plans: past rules.LOOKBACK
 RECENT_NUDGES = 20
 

@@ -116,8 +116,8 @@ class RateLimitConfig(Strict):
     """Inbound messages per user: a token bucket, so one flooding device cannot starve the
     others. Sized for a watch's catch-up sync and a backlog after a day's downtime."""
 
-    per_minute: Annotated[int, between(1, 60_000)] = 60
-    burst: Annotated[int, between(1, 1_000_000)] = 300
+    per_minute: Annotated[int, between(1, 60_000)] = 30
+    burst: Annotated[int, between(1, 1_000_000)] = 120
 
 
 class SettingsConfig(Strict):
