@@ -119,6 +119,11 @@ def test_a_message_that_fails_alone_is_refused_and_acked_and_its_neighbours_go_o
         assert error["topic"] == f"{BASE}/sam/workout/completed"
         assert "failed on this message" in error["reason"]
         assert "poison" not in sources(rec)
+        # Nothing stays in flight once the PUBACKs are stored (the set of nudges handed to
+        # paho used to grow for as long as the process ran).
+        sent = {m.json()["nudge_id"] for m in rec.on(f"{BASE}/+/nudge")}
+        _wait(lambda: len(svc.inflight) == 0, 5, "the PUBACKs to be stored")
+        assert not any(svc.inflight.holds(i) for i in sent)
         svc.stop()
 
         # Acknowledged: a restart with the bug fixed does not see it again. A sentinel sent

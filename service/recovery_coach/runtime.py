@@ -176,7 +176,7 @@ class Service:
         self._scheduler_wake_by: float | None = None  # APScheduler wakes by then on its own
         self.inflight = InFlight()
         self.limiter = RateLimiter(cfg.rate_limit.per_minute, cfg.rate_limit.burst)
-        self._store_failing = False  # a batch is held while the store fails
+        self._store_failing: str | None = None  # why a batch is held (the store fails)
         self._away_logged = False  # "broker away" said for this outage
         self._diagnostics_at = 0.0  # monotonic time of the last diagnostics published
         self._worker = threading.Thread(target=self._work, name="coach-worker", daemon=True)
@@ -315,9 +315,10 @@ class Service:
         while batch:
             try:
                 b = self._decide(batch)
-                if self._store_failing:
-                    self._store_failing = False
+                if self._store_failing is not None:
+                    self._store_failing = None
                     log.warning("the store works again: the held batch is committed")
+                    b.diagnostics = True
                 return [b]
             except Exception as exc:
                 self.repo.rollback()
@@ -328,12 +329,14 @@ class Service:
                 # failing again while the store takes writes, it is one of the messages.
                 failed_while_writable += 1
                 if failed_while_writable == 1:
+                    log.warning("a batch of %d failed (%s): trying it again", len(batch), failure)
                     continue
                 if len(batch) > 1:
                     return self._one_by_one(batch)
                 return [self._poison(batch[0], failure)]
-            if not self._store_failing:
-                self._store_failing = True
+            if self._store_failing is None:
+                self._store_failing = failure
+                self._diagnostics()  # status says so while the batch is held
                 log.error(
                     "the store cannot take a batch of %d (%s): its messages are held "
                     "unacknowledged and retried (1 s doubling to %.0f s)",
@@ -733,7 +736,11 @@ class Service:
         self._diagnostics()
 
     def diagnostics(self) -> dict[str, Any]:
-        counts = self.repo.counts()
+        counts: dict[str, int | None]
+        try:
+            counts = dict(self.repo.counts())
+        except Exception:  # the store is failing: say so, without its counts
+            counts = {"jobs": None, "nudges_pending": None}
         h = self.health
         return {
             "version": __version__,
@@ -750,6 +757,7 @@ class Service:
             "last_event_at": _iso(h.last_event_at),
             "last_error": h.last_error,
             "scheduler_error": self.scheduler.store.error,
+            "store_error": self._store_failing,
             "last_error_at": _iso(h.last_error_at),
             "started_at": _iso(h.started_at),
             "updated_at": datetime.now(UTC).isoformat(),

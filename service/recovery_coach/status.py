@@ -71,9 +71,10 @@ def print_status(cfg: Config, timeout: float) -> int:
     diagnostics = json.loads(got[diag_t]) if diag_t in got else {}
     for key, value in diagnostics.items():
         print(f"  {key}: {value}")
-    if diagnostics.get("scheduler_error"):  # online, but no reminder can fire
-        print(f"unhealthy: {diagnostics['scheduler_error']}")
-        return 1
+    for problem in ("scheduler_error", "store_error"):  # online, but not doing its job
+        if diagnostics.get(problem):
+            print(f"unhealthy: {diagnostics[problem]}")
+            return 1
     return 0 if status == "online" else 1
 
 
