@@ -39,20 +39,22 @@ def test_wakes_only_for_earlier_jobs_and_always_after_a_cancel(
     iso = lambda t: t.isoformat()  # noqa: E731
 
     checkin = {"at": iso(now - timedelta(minutes=60)), "event_id": "in"}
-    svc._safely([_msg("gym/checkin", checkin)])
+    svc.worker.safely([_msg("gym/checkin", checkin)])
     assert wakeup.call_count == 1  # tonight's wind-down and bedtime: the first jobs
-    svc._safely([_msg("gym/checkout", {"at": iso(now - timedelta(minutes=9)), "event_id": "out"})])
+    svc.worker.safely(
+        [_msg("gym/checkout", {"at": iso(now - timedelta(minutes=9)), "event_id": "out"})]
+    )
     assert wakeup.call_count == 2  # the visit's nudges, due in a minute: earlier than bedtime
 
     # sam's cooldown-done is due in 5 minutes: after the job APScheduler already wakes for
     upper = {"ended_at": iso(now), "kind": "strength", "focus": "upper"}
-    svc._safely([_msg("workout/completed", {**upper, "event_id": "w-sam"}, user="sam")])
+    svc.worker.safely([_msg("workout/completed", {**upper, "event_id": "w-sam"}, user="sam")])
     assert svc.repo.counts()["jobs"] > 4  # sam's jobs were written
     assert wakeup.call_count == 2  # later jobs only: APScheduler wakes for the earlier ones
 
     # The watch syncs the visit's real workout, upper body: the leg-day advice is cancelled.
     real = {"event_id": "w-real", "ended_at": iso(now - timedelta(minutes=12)), "kind": "strength"}
-    svc._safely([_msg("workout/completed", {**real, "focus": "upper"})])  # R2 cancelled
+    svc.worker.safely([_msg("workout/completed", {**real, "focus": "upper"})])  # R2 cancelled
     assert wakeup.call_count == 3
     svc.engine.dispose()
 
@@ -66,11 +68,11 @@ def test_a_retained_event_is_ignored_not_applied_at_every_reconnect(
     now = datetime.now(UTC)
     body = json.dumps({"grams": 25, "at": now.isoformat(), "event_id": "p1"}).encode()
     retained = Inbound(0, 0, "recovery_coach/alex/protein/logged", body, True)
-    warn = mocker.spy(logging.getLogger("recovery_coach.runtime"), "warning")
-    svc._safely([retained])
+    warn = mocker.spy(logging.getLogger("recovery_coach.worker"), "warning")
+    svc.worker.safely([retained])
     assert svc.repo.load("alex").protein == ()
     assert "retained" in warn.call_args.args[0]
     fresh = Inbound(0, 0, "recovery_coach/alex/protein/logged", body, False)
-    svc._safely([fresh])
+    svc.worker.safely([fresh])
     assert [p.grams for p in svc.repo.load("alex").protein] == [25]  # the same message, live
     svc.engine.dispose()

@@ -67,7 +67,7 @@ def make_service(
 
     yield lambda protocol="5", **extra: start(make(protocol, **extra))
     for svc in started:
-        if svc._worker.is_alive():
+        if svc.running():
             svc.stop()
 
 

@@ -30,19 +30,11 @@ from .models import (
     WorkoutCompleted,
     unknown_muscles,
 )
+from .topics import EVENT_TOPICS, split_topic
 
 MAX_BODY = 64 * 1024
 FUTURE_SLACK = timedelta(minutes=10)  # clocks of watches and phones drift a little
 MAX_AGE = timedelta(days=14)
-
-EVENT_TOPICS = (
-    "workout/completed",
-    "gym/checkin",
-    "gym/checkout",
-    "cardio/planned",
-    "protein/logged",
-    "soreness",
-)
 
 
 @dataclass(frozen=True)
@@ -199,17 +191,6 @@ def derived_event_id(topic: str, body: bytes, packet_id: int | None) -> str:
     if packet_id is not None:
         h.update(f"\n#{packet_id}".encode())
     return f"auto-{h.hexdigest()[:20]}"
-
-
-def split_topic(base: str, topic: str) -> tuple[str, str] | None:
-    """(user, rest) for `<base>/<user>/<rest>`, or None when the topic is not ours."""
-    prefix = base + "/"
-    if not topic.startswith(prefix):
-        return None
-    user, _, rest = topic[len(prefix) :].partition("/")
-    if not user or not rest:
-        return None
-    return user, rest
 
 
 def parse(

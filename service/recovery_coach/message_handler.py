@@ -27,6 +27,7 @@ from .models import (
     UserState,
     dedupe_key,
 )
+from .topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class MessageHandler:
     def day_started(self, user: str, now: datetime) -> Outcome:
         profile = self.profiles[user]
         event = DayStarted(coach.day_event_id(profile, now), now)
-        return self._apply(Accepted(user, f"{self.base}/{user}/day", event), now)
+        return self._apply(Accepted(user, Topics(self.base).day(user), event), now)
 
     def _apply(self, msg: Accepted, now: datetime) -> Outcome:
         user, event = msg.user, msg.event

@@ -192,6 +192,9 @@ class MqttLink:
 
     # -- used by the service (any thread)
 
+    def is_connected(self) -> bool:
+        return self.connected.is_set()
+
     def start(self) -> None:
         """Remember where to connect; the first `pump` connects."""
         props = None

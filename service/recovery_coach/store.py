@@ -180,6 +180,7 @@ class SqlRepository:
         self._staged_published: dict[str, float] = {}
         self._staged_expired: set[str] = set()
         self._staged_prune: float | None = None  # epoch seconds: forget what is older
+        self._staged_meta: dict[str, str] = {}
         # The nudge JSON written by the last commit, so publishing does not build it again.
         self.written_payloads: dict[str, str] = {}
         # Per batch: what the store already holds, read with one query each (prefetch_seen,
@@ -376,6 +377,7 @@ class SqlRepository:
             or self._staged_published
             or self._staged_expired
             or self._staged_prune is not None
+            or bool(self._staged_meta)
         )
 
     def commit(self) -> None:
@@ -418,6 +420,7 @@ class SqlRepository:
         self._staged_published.clear()
         self._staged_expired.clear()
         self._staged_prune = None
+        self._staged_meta.clear()
 
     def forget_cache(self) -> None:
         self._states.clear()
@@ -501,6 +504,13 @@ class SqlRepository:
         )
         if self._staged_prune is not None:
             self._prune(cur, self._staged_prune)
+        if self._staged_meta:
+            self._in(cur, "DELETE FROM rc_meta WHERE key IN ({})", sorted(self._staged_meta))
+            self._many(
+                cur,
+                "INSERT INTO rc_meta (key, value) VALUES (?, ?)",
+                sorted(self._staged_meta.items()),
+            )
 
     def _prune(self, cur: Any, now: float) -> None:
         self._exec(
@@ -620,10 +630,9 @@ class SqlRepository:
             value = conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
         return None if value is None else str(value)
 
-    def set_meta(self, key: str, value: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(delete(meta).where(meta.c.key == key))
-            conn.execute(insert(meta).values(key=key, value=value))
+    def stage_meta(self, key: str, value: str) -> None:
+        """A fact about the service itself, written with the next commit."""
+        self._staged_meta[key] = value
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:

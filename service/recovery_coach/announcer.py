@@ -1,0 +1,130 @@
+"""Home Assistant discovery and every user's retained state: what goes out on connect.
+
+Announcing is done CHUNK users per batch, so events go on being handled while 100,000
+users' discovery and states go out. A resumed session means the broker kept our retained
+messages: then only what changed goes out again, unless the announcement itself changed
+(its fingerprint: version, topics, users' names).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from . import __version__, discovery
+from .coach import state_view
+from .models import Profile
+from .store import SqlRepository
+from .topics import Topics
+from .transport import Transport
+from .work import Announce, AnnounceMore, Work
+
+CHUNK = 200  # users' discovery and state per batch while announcing
+
+
+class Announcer:
+    def __init__(
+        self,
+        transport: Transport,
+        topics: Topics,
+        repo: SqlRepository,
+        profiles: dict[str, Profile],
+        *,
+        with_discovery: bool,
+        enqueue: Callable[[Work], None],
+        finished: Callable[[], None],
+    ) -> None:
+        self.transport = transport
+        self.topics = topics
+        self.repo = repo
+        self.profiles = profiles
+        self.with_discovery = with_discovery
+        self.enqueue = enqueue
+        self.finished = finished  # called when an announcement is complete
+        self.removed_users: set[str] = set()  # left the config: their entities go
+        self.added_users: set[str] = set()  # joined the config: announced on connect
+        self._todo: list[str] = []
+        self._queued = False  # an AnnounceMore is on the queue
+        self._fingerprint = ""  # of a full announce in progress
+        self._stale: set[str] = set()  # state changed while the broker was away
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._todo)
+
+    def fingerprint(self) -> str:
+        """What a full announcement says: version, topics, and every user's name."""
+        h = hashlib.sha256(f"{__version__}|{self.topics.base}|{self.with_discovery}".encode())
+        for user, profile in sorted(self.profiles.items()):
+            h.update(f"|{user}={profile.name}".encode())
+        return h.hexdigest()
+
+    def announced_as_now(self) -> bool:
+        return self.repo.get_meta("announced") == self.fingerprint()
+
+    def later(self) -> None:
+        """Home Assistant came online. It restarts its MQTT integration in a burst; a short
+        random delay spreads the re-announcements of many services."""
+        timer = threading.Timer(random.uniform(1.0, 5.0), self.enqueue, args=(Announce(),))
+        timer.daemon = True
+        timer.start()
+
+    def taken(self) -> None:
+        """The queued AnnounceMore was taken by the worker."""
+        self._queued = False
+
+    def state(self, user: str, now: datetime) -> None:
+        if user not in self.profiles:
+            return
+        if not self.transport.is_connected():
+            self._stale.add(user)  # published on the next connect
+            return
+        view = state_view(self.profiles[user], self.repo.peek(user), now)
+        self.transport.publish(self.topics.state(user), json.dumps(view), qos=1, retain=True)
+
+    def announce(self, *, full: bool) -> None:
+        """Removals now; discovery and states of everyone (full) or of the users added to
+        the config and those whose state changed while the broker was away, in chunks."""
+        if not self.transport.is_connected():
+            return
+        for user in sorted(self.removed_users):
+            if self.with_discovery:
+                for topic, payload in discovery.removal_messages(user):
+                    self.transport.publish(topic, payload, qos=1, retain=True)
+            self.transport.publish(self.topics.state(user), b"", qos=1, retain=True)
+        users = set(self.profiles) if full else (self.added_users | self._stale)
+        self.added_users = set()
+        self._stale.clear()
+        if full:
+            self._fingerprint = self.fingerprint()
+        self._todo = sorted(set(self._todo) | (users & set(self.profiles)))
+        if not self._todo:
+            self.finished()
+
+    def some(self) -> None:
+        """The next chunk; the rest waits for the next batch."""
+        if not self.transport.is_connected():
+            return  # the next connect announces again
+        now = datetime.now(UTC)
+        chunk = self._todo[:CHUNK]
+        del self._todo[:CHUNK]
+        for user in chunk:
+            if self.with_discovery:
+                for topic, payload in discovery.discovery_messages(
+                    self.topics.base, user, self.profiles[user].name, __version__
+                ):
+                    self.transport.publish(topic, payload, qos=1, retain=True)
+            self.state(user, now)
+        if self._todo:
+            if not self._queued:
+                self._queued = True
+                self.enqueue(AnnounceMore())
+            return
+        if self._fingerprint:
+            self.repo.stage_meta("announced", self._fingerprint)  # with the next commit
+            self._fingerprint = ""
+        self.finished()

@@ -1,0 +1,73 @@
+"""Every topic the service reads or writes, built and parsed here and nowhere else.
+
+CONTRACT.md's tree, under a configurable base: `<base>/<user>/<message>` in, and
+`<base>/<user>/{nudge,state,error}`, `<base>/status`, `<base>/diagnostics` out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .discovery import HA_STATUS_TOPIC
+
+# What a user's devices publish: events, then commands on a nudge (`+` is its id or `last`).
+EVENT_TOPICS = (
+    "workout/completed",
+    "gym/checkin",
+    "gym/checkout",
+    "cardio/planned",
+    "protein/logged",
+    "soreness",
+)
+COMMAND_TOPICS = ("nudge/+/ack", "nudge/+/snooze")
+
+
+def split_topic(base: str, topic: str) -> tuple[str, str] | None:
+    """(user, rest) for `<base>/<user>/<rest>`, or None when the topic is not ours."""
+    prefix = base + "/"
+    if not topic.startswith(prefix):
+        return None
+    user, _, rest = topic[len(prefix) :].partition("/")
+    if not user or not rest:
+        return None
+    return user, rest
+
+
+@dataclass(frozen=True)
+class Topics:
+    base: str
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
+    @property
+    def diagnostics(self) -> str:
+        return f"{self.base}/diagnostics"
+
+    def nudge(self, user: str) -> str:
+        return f"{self.base}/{user}/nudge"
+
+    def state(self, user: str) -> str:
+        return f"{self.base}/{user}/state"
+
+    def error(self, user: str) -> str:
+        return f"{self.base}/{user}/error"
+
+    def day(self, user: str) -> str:
+        """Not on the wire: the topic a day tick is handled as."""
+        return f"{self.base}/{user}/day"
+
+    def subscriptions(self) -> list[str]:
+        """Everything the service subscribes to: every user's inbound topics, and Home
+        Assistant's birth message (announce again when it comes online)."""
+        mine = [f"{self.base}/+/{t}" for t in (*EVENT_TOPICS, *COMMAND_TOPICS)]
+        return [*mine, HA_STATUS_TOPIC]
+
+    def user_of(self, topic: str) -> str | None:
+        parts = split_topic(self.base, topic)
+        return parts[0] if parts else None
+
+    @staticmethod
+    def is_ha_status(topic: str) -> bool:
+        return topic == HA_STATUS_TOPIC
