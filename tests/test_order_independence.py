@@ -93,12 +93,16 @@ def check_published(sim: Simulation, lines: list[dict[str, Any]]) -> None:
     p = sim.profiles["alex"]
     nudges = sim.published
     spans = activity_spans([json.dumps(m) for m in lines])
-    apart = [datetime.fromisoformat(n["due_at"]) for n in nudges if separation(n)]
-    for n in nudges:
+    apart: list[datetime] = []  # separation advice published so far
+    for n in nudges:  # in the order they went out
         due = datetime.fromisoformat(n["due_at"])
-        # one voice: once keeping cardio apart is advised, R13 never urges it soon after
+        # one voice: once keeping cardio apart is advised, R13 never urges it soon after. A
+        # fact arriving in the very instant an R13 goes out may land either side of it, so
+        # the order they went out in decides, not their due times (which may be equal).
         if n["rule"] == "R13":
             assert not any(a <= due <= a + timedelta(hours=24) for a in apart), n["message"]
+        if separation(n):
+            apart.append(due)
         night = coach.night_around(p, due)
         if night.contains(due) and n["kind"] != "bedtime":
             mid = night.bedtime + (night.wake - night.bedtime) / 2

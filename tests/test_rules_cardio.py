@@ -490,3 +490,23 @@ R13 = [
 def test_r13_walk_while_you_can(case: Case) -> None:
     """R13: leg day and cardio due today or tomorrow -> get it done while you can walk."""
     check_case(case, "R13", "cardio_advice")
+
+
+def test_r13_stays_silent_after_separation_advice_was_sent_even_once_its_draft_is_gone() -> None:
+    """Found by the order-independence property: a beginner was told to keep a key run 6 h
+    from the leg day (R5); the run's time passed, so R5's draft was gone, and a gym visit
+    an hour later brought R13's "get the cardio done soon" for a run planned that night."""
+    from core_builders import profile, run
+    from recovery_coach import coach
+    from recovery_coach.models import GymCheckin, GymCheckout
+
+    p = profile(goal="endurance", running_experience="beginner")
+    legs = workout(t("2026-03-06T12:00"), next_cardio=cardio(t("2026-03-06T12:01"), key=True))
+    r = run(p, [legs])
+    r5 = r.one("R5", "cardio_warning")
+    r.state = coach.published(r.state, r5)
+    r.feed(planned(t("2026-03-06T12:05"), cardio(t("2026-03-06T15:04"))))
+    r.feed(GymCheckin("visit", t("2026-03-06T12:31")))
+    r.feed(GymCheckout("visit", t("2026-03-06T12:51")), t("2026-03-06T12:53"))
+    assert r.of("R2", last=False)  # the visit is a leg day too
+    assert not r.of("R13", last=False)

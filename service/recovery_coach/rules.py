@@ -916,10 +916,18 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def one_voice(drafts: list[Draft], profile: Profile) -> list[Draft]:
-    """Nudges that go out together never contradict: where R4, R5 or R6 advise keeping cardio
-    apart from strength, R13 does not urge doing the cardio soon."""
+def one_voice(drafts: list[Draft], ctx: Context) -> list[Draft]:
+    """Nudges never contradict: where R4, R5 or R6 advise keeping cardio apart from strength
+    (in this derivation, or in a nudge already sent), R13 does not urge doing the cardio
+    soon. A sent one counts once its own draft is gone: a key run's time has passed, but a
+    later session's R13 would still contradict what the person was told."""
     apart = [d.separation for d in drafts if d.separation is not None]
+    advanced = ctx.profile.running_experience == "advanced"
+    apart += [
+        n.due_at
+        for n in ctx.state.recent_nudges
+        if n.rule in ("R4", "R5") or (n.rule == "R6" and not advanced)
+    ]
     if not apart:
         return drafts
     window = timedelta(hours=24)
@@ -936,4 +944,4 @@ def one_voice(drafts: list[Draft], profile: Profile) -> list[Draft]:
 
 def apply_rules(ctx: Context) -> list[Draft]:
     """Every rule's drafts for the user's timeline at `ctx.now`, in rule order, composed."""
-    return one_voice([d for rule in RULES for d in rule(ctx)], ctx.profile)
+    return one_voice([d for rule in RULES for d in rule(ctx)], ctx)
