@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from recovery_coach.config import RateLimitConfig
 from recovery_coach.rate_limit import REPORT_EVERY, RateLimiter
 
 
 def test_a_burst_then_the_rate_and_each_user_has_their_own_bucket() -> None:
-    lim = RateLimiter(per_minute=60, burst=5)
+    lim = RateLimiter(RateLimitConfig(per_minute=60, burst=5))
     assert [lim.take("alex", 0.0) for _ in range(7)] == [True] * 5 + [False] * 2
     assert lim.take("sam", 0.0)  # alex's flood is not sam's
     assert not lim.take("alex", 0.5)
@@ -15,7 +16,7 @@ def test_a_burst_then_the_rate_and_each_user_has_their_own_bucket() -> None:
 
 
 def test_refusals_are_reported_at_once_then_at_most_once_a_minute() -> None:
-    lim = RateLimiter(per_minute=60, burst=1)
+    lim = RateLimiter(RateLimitConfig(per_minute=60, burst=1))
     lim.take("alex", 0.0)
     assert not lim.take("alex", 0.0)
     assert lim.report("alex", 0.0) == 1
@@ -27,7 +28,7 @@ def test_refusals_are_reported_at_once_then_at_most_once_a_minute() -> None:
 
 
 def test_full_buckets_are_forgotten() -> None:
-    lim = RateLimiter(per_minute=60, burst=3)
+    lim = RateLimiter(RateLimitConfig(per_minute=60, burst=3))
     for user in ("alex", "sam"):
         lim.take(user, 0.0)
     lim.forget_full(0.5)

@@ -13,6 +13,7 @@ import logging
 import pickle
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -22,12 +23,34 @@ from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
-from sqlalchemy import Engine, bindparam
+from sqlalchemy import Column, Engine, Float, LargeBinary, MetaData, String, Table, bindparam
 
 from .models import Nudge
-from .store import JOBS_TABLE, JobRow
 
 log = logging.getLogger(__name__)
+
+JOBS_TABLE = "apscheduler_jobs"
+
+
+def job_table(metadata: MetaData) -> Table:
+    """APScheduler's table, exactly as SQLAlchemyJobStore declares it."""
+    return Table(
+        JOBS_TABLE,
+        metadata,
+        Column("id", String(191), primary_key=True),
+        Column("next_run_time", Float(25), index=True),
+        Column("job_state", LargeBinary, nullable=False),
+    )
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """An APScheduler job, pickled as SQLAlchemyJobStore would pickle it."""
+
+    job_id: str
+    next_run_time: float
+    state: bytes
+
 
 DAY_GRACE = timedelta(hours=12)  # a day start missed while down is still worth planning
 NO_EXPIRY_GRACE = timedelta(hours=6)
@@ -67,10 +90,28 @@ def start_day(user: str) -> None:
     _target.on_day_start(user)
 
 
+# The job ids: a nudge's job has the nudge's id; a day start's is `day:<user>:<UTC minute>`.
+DAY_PREFIX = "day:"
+
+
 def day_job_id(user: str, at: datetime) -> str:
     # One id per day: the job that fires is removed by APScheduler after it is submitted,
     # which must not race with the next day's job being written.
-    return f"day:{user}:{at.astimezone(UTC).strftime('%Y%m%dT%H%M')}"
+    return f"{DAY_PREFIX}{user}:{at.astimezone(UTC).strftime('%Y%m%dT%H%M')}"
+
+
+def is_day_job(job_id: str) -> bool:
+    return job_id.startswith(DAY_PREFIX)
+
+
+def day_job_user(job_id: str) -> str | None:
+    """The user of a day-start job id, None for a nudge's."""
+    return job_id.split(":")[1] if is_day_job(job_id) else None
+
+
+def day_jobs_of(user: str) -> str:
+    """A SQL LIKE pattern for the user's day-start job ids."""
+    return f"{DAY_PREFIX}{user}:%"
 
 
 class BatchedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
@@ -177,6 +218,7 @@ class Scheduler:
             timezone=UTC,
         )
         self.aps.add_listener(self._missed, EVENT_JOB_MISSED)
+        self._wake_by: float | None = None  # APScheduler wakes by then on its own
 
     def _missed(self, event: JobExecutionEvent) -> None:
         if _target is not None:
@@ -254,6 +296,22 @@ class Scheduler:
         """New job rows were committed behind APScheduler's back: recompute the next wake."""
         if self.aps.running:
             self.aps.wakeup()
+
+    def committed(self, earliest: float | None, *, cancelled: bool) -> None:
+        """Job rows were committed, the soonest due at `earliest` (epoch s); `cancelled`:
+        some were deleted. APScheduler wakes by itself at the run time it last read and
+        then re-reads the table, so it is woken only for a job due before that; each
+        wake-up costs it two queries that compete with the worker for the GIL."""
+        if cancelled:
+            # The cancelled job may be the one it would have woken for; if it re-reads the
+            # table meanwhile it may sleep past jobs we did not wake it for.
+            self._wake_by = None
+        if earliest is None:
+            return
+        wake_by = self._wake_by
+        if wake_by is None or wake_by <= time.time() or earliest < wake_by:
+            self._wake_by = earliest
+            self.wakeup()
 
     def shutdown(self) -> None:
         if self.aps.running:

@@ -13,6 +13,7 @@ import time
 from datetime import datetime
 
 from .health import Health
+from .jobs import is_day_job
 from .message_handler import MessageHandler
 from .models import Nudge, Profile
 from .store import PENDING, SqlRepository
@@ -154,7 +155,7 @@ class Outbox:
             self.inflight.done(mid)
 
     def missed(self, job_id: str) -> None:
-        if job_id.startswith("day:"):
+        if is_day_job(job_id):
             return
         row = self.repo.outbox(job_id)
         if row is not None and row.status == PENDING:

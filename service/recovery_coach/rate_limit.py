@@ -3,7 +3,16 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .config import RateLimitConfig
+from .inbound import Refused
+from .mqtt_link import Inbound
+from .topics import Topics
+from .work import Batch, Work
 
 REPORT_EVERY = 60.0  # seconds between two refusals published to one user's error topic
 
@@ -17,10 +26,39 @@ class _Bucket:
 
 
 class RateLimiter:
-    def __init__(self, per_minute: int, burst: int) -> None:
-        self.rate = per_minute / 60.0
-        self.burst = float(burst)
+    def __init__(self, cfg: RateLimitConfig) -> None:
+        self.cfg = cfg
+        self.rate = cfg.per_minute / 60.0
+        self.burst = float(cfg.burst)
         self._buckets: dict[str, _Bucket] = {}
+
+    def split(
+        self, batch: list[Work], topics: Topics, users: Collection[str]
+    ) -> tuple[list[Work], Batch]:
+        """(what may go on, the refused inbound messages as a batch to acknowledge)."""
+        limited = Batch(datetime.now(UTC))
+        now = time.monotonic()
+        kept: list[Work] = []
+        for item in batch:
+            if isinstance(item, Inbound) and not Topics.is_ha_status(item.topic):
+                user = topics.user_of(item.topic)
+                if user is not None and user in users and not self.take(user, now):
+                    limited.acks.append((item.mid, item.qos))
+                    limited.refused += 1
+                    n = self.report(user, now)
+                    if n:
+                        limited.refusals.append(
+                            Refused(
+                                user,
+                                item.topic,
+                                f"too many messages: {n} refused (the limit is "
+                                f"{self.cfg.per_minute} a minute after a burst of "
+                                f"{self.cfg.burst}; rate_limit in the config)",
+                            )
+                        )
+                    continue
+            kept.append(item)
+        return kept, limited
 
     def take(self, user: str, now: float) -> bool:
         """Whether one more message from `user` is allowed at monotonic time `now`."""

@@ -37,9 +37,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from .jobs import DAY_PREFIX, JOBS_TABLE, JobRow, day_job_user, day_jobs_of, is_day_job, job_table
 from .models import Nudge, Profile, UserState
-
-JOBS_TABLE = "apscheduler_jobs"
 
 metadata = MetaData()
 
@@ -88,15 +87,9 @@ meta = Table(
     Column("value", Text, nullable=False),
 )
 
-# APScheduler's own table, declared here exactly as SQLAlchemyJobStore declares it, so that job
-# rows can be written in our transaction; the job store reads and removes them.
-jobs = Table(
-    JOBS_TABLE,
-    metadata,
-    Column("id", String(191), primary_key=True),
-    Column("next_run_time", Float(25), index=True),
-    Column("job_state", LargeBinary, nullable=False),
-)
+# APScheduler's own table (jobs.py declares it as SQLAlchemyJobStore does), so that job rows
+# are written in our transaction; the job store reads and removes them.
+jobs = job_table(metadata)
 
 PENDING, PUBLISHED, CANCELLED, EXPIRED = "pending", "published", "cancelled", "expired"
 # Handled event ids outlive the 14 days after which an event is refused as too old anyway.
@@ -139,15 +132,6 @@ def make_engine(url: str) -> Engine:
 
 def ts(t: datetime) -> float:
     return t.timestamp()
-
-
-@dataclass(frozen=True)
-class JobRow:
-    """An APScheduler job, pickled as SQLAlchemyJobStore would pickle it."""
-
-    job_id: str
-    next_run_time: float
-    state: bytes
 
 
 @dataclass(frozen=True)
@@ -463,7 +447,7 @@ class SqlRepository:
         # the store has never seen needs no delete before its insert.
         replaced = [i for i in self._staged_nudges if i in existing]
         gone = set(self._staged_cancel) | set(replaced)
-        gone.update(j for j in self._staged_jobs if j.startswith("day:") or j in existing)
+        gone.update(j for j in self._staged_jobs if is_day_job(j) or j in existing)
         self._in(cur, f"DELETE FROM {JOBS_TABLE} WHERE id IN ({{}})", sorted(gone))
         self._in(
             cur,
@@ -585,8 +569,8 @@ class SqlRepository:
     def users_with_day_job(self) -> set[str]:
         """Users whose next day start is already scheduled (their chain of days is intact)."""
         with self.engine.connect() as conn:
-            ids = conn.execute(select(jobs.c.id).where(jobs.c.id.like("day:%"))).scalars()
-            return {i.split(":")[1] for i in ids}
+            ids = conn.execute(select(jobs.c.id).where(jobs.c.id.like(f"{DAY_PREFIX}%")))
+            return {u for u in map(day_job_user, ids.scalars()) if u is not None}
 
     def known_users(self) -> set[str]:
         with self.engine.connect() as conn:
@@ -621,7 +605,7 @@ class SqlRepository:
                 conn.execute(
                     update(nudges).where(nudges.c.nudge_id.in_(ids)).values(status=CANCELLED)
                 )
-            conn.execute(delete(jobs).where(jobs.c.id.like(f"day:{user}:%")))
+            conn.execute(delete(jobs).where(jobs.c.id.like(day_jobs_of(user))))
         self._states.pop(user, None)
         return len(ids)
 

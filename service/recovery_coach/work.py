@@ -1,9 +1,13 @@
-"""The worker's items of work: what arrives on its queue from the socket, jobs and timers."""
+"""The worker's items of work (what arrives on its queue from the socket, jobs and timers),
+and a batch of them once decided and committed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
+from .inbound import Refused
+from .models import Nudge
 from .mqtt_link import Inbound
 
 
@@ -59,3 +63,28 @@ class Housekeeping:
 Work = (
     Inbound | Fire | DayStart | Missed | PubAck | Connected | Announce | AnnounceMore | Housekeeping
 )
+
+
+@dataclass
+class Batch:
+    """One batch's decisions, once committed: what to publish, acknowledge and count."""
+
+    now: datetime
+    acks: list[tuple[int, int]] = field(default_factory=list)
+    refusals: list[Refused] = field(default_factory=list)
+    immediate: list[Nudge] = field(default_factory=list)  # due now: published at once
+    fire: list[Fire] = field(default_factory=list)
+    published: list[int] = field(default_factory=list)  # mids whose PUBACK is now stored
+    changed: set[str] = field(default_factory=set)  # users whose state changed
+    retained: list[str] = field(default_factory=list)  # topics of ignored retained events
+    payloads: dict[str, str] = field(default_factory=dict)  # nudge JSON as stored
+    handled: int = 0
+    refused: int = 0
+    duplicates: int = 0
+    cancelled: bool = False
+    jobs_added: bool = False
+    earliest_job: float | None = None
+    announce: bool | None = None  # True: everything; False: only what changed
+    announce_more: bool = False
+    ha_online: bool = False
+    diagnostics: bool = False

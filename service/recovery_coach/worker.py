@@ -6,9 +6,8 @@
 
 A message is acknowledged only after its decisions are committed, so a crash before the
 commit means redelivery, and a redelivered event is recognised by its id and adds nothing.
-`decide` changes nothing outside the store's staging, so a failed commit can simply be
-tried again (`commit`): at once, then with back-off while the store refuses writes, then
-one message at a time to find the one that fails alone.
+`_decide` changes nothing outside the store's staging, so a failed commit can simply be
+tried again (retry.py).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import assert_never
 
@@ -30,16 +28,18 @@ from .config import RateLimitConfig
 from .health import Health
 from .inbound import Accepted, Refused
 from .message_handler import MessageHandler, Outcome
-from .models import Nudge, Profile, dedupe_key
+from .models import Profile, dedupe_key
 from .mqtt_link import Inbound
 from .outbox import Outbox
 from .rate_limit import RateLimiter
+from .retry import Retrying
 from .store import SqlRepository
 from .topics import Topics
 from .transport import Transport
 from .work import (
     Announce,
     AnnounceMore,
+    Batch,
     Connected,
     DayStart,
     Fire,
@@ -55,32 +55,6 @@ MAX_BATCH = 1000
 IDLE_WAIT = 0.01  # seconds the worker waits on the socket when it has nothing to do
 IMMEDIATE = timedelta(milliseconds=50)  # due this soon: publish after the commit, no job
 DRAIN_SECONDS = 2.0  # a clean stop waits this long for the PUBACKs of what it published
-RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # a failing store is retried this often
-
-
-@dataclass
-class Batch:
-    """One batch's decisions, once committed: what to publish, acknowledge and count."""
-
-    now: datetime
-    acks: list[tuple[int, int]] = field(default_factory=list)
-    refusals: list[Refused] = field(default_factory=list)
-    immediate: list[Nudge] = field(default_factory=list)  # due now: published at once
-    fire: list[Fire] = field(default_factory=list)
-    published: list[int] = field(default_factory=list)  # mids whose PUBACK is now stored
-    changed: set[str] = field(default_factory=set)  # users whose state changed
-    retained: list[str] = field(default_factory=list)  # topics of ignored retained events
-    payloads: dict[str, str] = field(default_factory=dict)  # nudge JSON as stored
-    handled: int = 0
-    refused: int = 0
-    duplicates: int = 0
-    cancelled: bool = False
-    jobs_added: bool = False
-    earliest_job: float | None = None
-    announce: bool | None = None  # True: everything; False: only what changed
-    announce_more: bool = False
-    ha_online: bool = False
-    diagnostics: bool = False
 
 
 class Worker:
@@ -111,11 +85,13 @@ class Worker:
         self.announcer = announcer
         self.health = health
         self.rate_limit = rate_limit
-        self.limiter = RateLimiter(rate_limit.per_minute, rate_limit.burst)
+        self.limiter = RateLimiter(rate_limit)
         self.queue = work
         self.stopping = stopping
         self.diagnostics = diagnostics
-        self._wake_by: float | None = None  # APScheduler wakes by then on its own
+        self.retrying = Retrying(
+            self._decide, repo, transport, topics, profiles, health, stopping, diagnostics
+        )
 
     # ------------------------------------------------------------ the loop
 
@@ -160,122 +136,15 @@ class Worker:
         """Decide and commit the batch, then act on it. A failed commit is retried by itself
         (the store may be locked, full or restarting); a message that fails alone while the
         store works is refused and acknowledged, so it never blocks the others."""
-        batch, limited = self._rate_limited(batch)
+        batch, limited = self.limiter.split(batch, self.topics, self.profiles)
         done = [limited] if limited.acks else []
-        done += self.commit(batch)
+        done += self.retrying.commit(batch)
         for b in done:
             try:
                 self._after_commit(b)
             except Exception as exc:  # decisions are stored: the outbox sends them later
                 self.health.error(f"internal error after a commit: {exc!r}")
                 log.exception("publishing after a commit failed")
-
-    # ------------------------------------------------------------ committing, with retries
-
-    def commit(self, batch: list[Work]) -> list[Batch]:
-        """The batch decided and committed, with back-off while the store fails."""
-        delay = RETRY_FIRST_S
-        failed_while_writable = 0
-        while batch:
-            try:
-                b = self._decide(batch)
-                if self.health.store_error is not None:
-                    self.health.store_error = None
-                    log.warning("the store works again: the held batch is committed")
-                    b.diagnostics = True
-                return [b]
-            except Exception as exc:
-                self.repo.rollback()
-                self.repo.forget_cache()
-                failure = f"{type(exc).__name__}: {exc}"
-            if self.repo.writable():
-                # Once more as it is (a dropped connection or a lock that timed out passes);
-                # failing again while the store takes writes, it is one of the messages.
-                failed_while_writable += 1
-                if failed_while_writable == 1:
-                    log.warning("a batch of %d failed (%s): trying it again", len(batch), failure)
-                    continue
-                if len(batch) > 1:
-                    return self._one_by_one(batch)
-                return [self._poison(batch[0], failure)]
-            if self.health.store_error is None:
-                self.health.store_error = failure
-                self.diagnostics(True)  # status says so while the batch is held
-                log.error(
-                    "the store cannot take a batch of %d (%s): its messages are held "
-                    "unacknowledged and retried (1 s doubling to %.0f s)",
-                    len(batch),
-                    failure,
-                    RETRY_MAX_S,
-                )
-            self.health.error(f"store error: {failure}")
-            if not self._pump_for(delay):
-                return []  # stopping: the held messages come back at the next start
-            delay = min(delay * 2, RETRY_MAX_S)
-        return []
-
-    def _one_by_one(self, batch: list[Work]) -> list[Batch]:
-        """Each item in a transaction of its own, to find the one that fails the batch."""
-        log.warning("a batch of %d failed while the store works: retrying one by one", len(batch))
-        done: list[Batch] = []
-        for item in batch:
-            done += self.commit([item])
-        return done
-
-    def _poison(self, item: Work, failure: str) -> Batch:
-        """A message that fails alone while the store works: refused and acknowledged."""
-        b = Batch(datetime.now(UTC))
-        log.error("%s fails on its own (%s): dropped", type(item).__name__, failure)
-        if isinstance(item, Inbound):
-            b.refused += 1
-            b.acks.append((item.mid, item.qos))
-            user = self.topics.user_of(item.topic)
-            b.refusals.append(
-                Refused(
-                    user if user in self.profiles else None,
-                    item.topic,
-                    "the service failed on this message and dropped it; the log has the "
-                    "details (please report it)",
-                )
-            )
-        self.health.error(f"dropped a message that fails alone: {failure}")
-        return b
-
-    def _pump_for(self, seconds: float) -> bool:
-        """Keep the connection alive for `seconds`; False when the service is stopping."""
-        until = time.monotonic() + seconds
-        while not self.stopping.is_set():
-            left = until - time.monotonic()
-            if left <= 0:
-                return True
-            self.transport.pump(min(left, 0.1))
-        return False
-
-    def _rate_limited(self, batch: list[Work]) -> tuple[list[Work], Batch]:
-        """Inbound messages beyond a user's rate limit, refused and acknowledged."""
-        limited = Batch(datetime.now(UTC))
-        now = time.monotonic()
-        kept: list[Work] = []
-        for item in batch:
-            if isinstance(item, Inbound) and not Topics.is_ha_status(item.topic):
-                user = self.topics.user_of(item.topic)
-                if user in self.profiles and not self.limiter.take(user, now):
-                    limited.acks.append((item.mid, item.qos))
-                    limited.refused += 1
-                    n = self.limiter.report(user, now)
-                    if n:
-                        limited.refusals.append(
-                            Refused(
-                                user,
-                                item.topic,
-                                f"too many messages: {n} refused (the limit is "
-                                f"{self.rate_limit.per_minute} a minute after a burst "
-                                f"of {self.rate_limit.burst}; rate_limit in the config)",
-                            )
-                        )
-                    continue
-            kept.append(item)
-        return kept, limited
 
     # ------------------------------------------------------------ deciding
 
@@ -387,18 +256,13 @@ class Worker:
         if b.handled:
             h.last_event_at = time.time()
         self.outbox.stored(b.published)
-        if b.cancelled:
-            # A cancelled job may be the one APScheduler would have woken for; if it
-            # re-reads the table meanwhile it may sleep past jobs we did not wake it for.
-            self._wake_by = None
         # What the user is waiting for goes first; acks and the scheduler's wake-up (its
         # thread then queries the job table, competing for the GIL) come after.
         for nudge in b.immediate:
             self.outbox.publish(nudge, b.now, b.payloads.get(nudge.nudge_id))
         for mid, qos in b.acks:
             self.transport.ack(mid, qos)
-        if b.jobs_added and b.earliest_job is not None and self._wake_needed(b.earliest_job):
-            self.scheduler.wakeup()
+        self.scheduler.committed(b.earliest_job if b.jobs_added else None, cancelled=b.cancelled)
         for topic in b.retained:
             # A retained event would be applied again at every reconnect (a retained
             # {"grams": 25} adds 25 g per restart): events are never retained.
@@ -426,19 +290,6 @@ class Worker:
             self.diagnostics(b.diagnostics)  # after events: rate-limited
         if self.announcer.pending:
             self.announcer.some()
-
-    def _wake_needed(self, earliest: float) -> bool:
-        """Whether APScheduler must be woken for jobs as early as `earliest` (epoch s).
-
-        It wakes by itself at the run time it last read and then re-reads the table, so a
-        job due after that time needs no wake-up; each wake-up costs it two queries that
-        compete with the worker for the GIL (once per batch in a burst, otherwise).
-        """
-        wake_by = self._wake_by
-        if wake_by is None or wake_by <= time.time() or earliest < wake_by:
-            self._wake_by = earliest
-            return True
-        return False
 
     def _refusal(self, r: Refused) -> None:
         log.warning("refused a message on %s: %s", r.topic, r.reason)

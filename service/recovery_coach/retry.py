@@ -1,0 +1,129 @@
+"""A batch whose commit fails is tried again by itself, and never blocks the others.
+
+At once (a dropped connection or a lock that timed out passes); then, while the store
+refuses a test write, held with its messages unacknowledged and retried with back-off, the
+connection kept alive; and if the store takes writes but the batch still fails, one message
+at a time, so that the one that fails alone (a bug) is refused and acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from .health import Health
+from .inbound import Refused
+from .models import Profile
+from .mqtt_link import Inbound
+from .store import SqlRepository
+from .topics import Topics
+from .transport import Transport
+from .work import Batch, Work
+
+log = logging.getLogger(__name__)
+
+RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # a failing store is retried this often
+
+
+class Retrying:
+    def __init__(
+        self,
+        decide: Callable[[list[Work]], Batch],
+        repo: SqlRepository,
+        transport: Transport,
+        topics: Topics,
+        profiles: dict[str, Profile],
+        health: Health,
+        stopping: threading.Event,
+        diagnostics: Callable[[bool], None],
+    ) -> None:
+        self.decide = decide  # decides and commits; changes nothing but the store's staging
+        self.repo = repo
+        self.transport = transport
+        self.topics = topics
+        self.profiles = profiles
+        self.health = health
+        self.stopping = stopping
+        self.diagnostics = diagnostics
+
+    def commit(self, batch: list[Work]) -> list[Batch]:
+        """The batch decided and committed, with back-off while the store fails."""
+        delay = RETRY_FIRST_S
+        failed_while_writable = 0
+        while batch:
+            try:
+                b = self.decide(batch)
+                if self.health.store_error is not None:
+                    self.health.store_error = None
+                    log.warning("the store works again: the held batch is committed")
+                    b.diagnostics = True
+                return [b]
+            except Exception as exc:
+                self.repo.rollback()
+                self.repo.forget_cache()
+                failure = f"{type(exc).__name__}: {exc}"
+            if self.repo.writable():
+                # Once more as it is (a dropped connection or a lock that timed out passes);
+                # failing again while the store takes writes, it is one of the messages.
+                failed_while_writable += 1
+                if failed_while_writable == 1:
+                    log.warning("a batch of %d failed (%s): trying it again", len(batch), failure)
+                    continue
+                if len(batch) > 1:
+                    return self._one_by_one(batch)
+                return [self._poison(batch[0], failure)]
+            if self.health.store_error is None:
+                self.health.store_error = failure
+                self.diagnostics(True)  # status says so while the batch is held
+                log.error(
+                    "the store cannot take a batch of %d (%s): its messages are held "
+                    "unacknowledged and retried (1 s doubling to %.0f s)",
+                    len(batch),
+                    failure,
+                    RETRY_MAX_S,
+                )
+            self.health.error(f"store error: {failure}")
+            if not self._pump_for(delay):
+                return []  # stopping: the held messages come back at the next start
+            delay = min(delay * 2, RETRY_MAX_S)
+        return []
+
+    def _one_by_one(self, batch: list[Work]) -> list[Batch]:
+        """Each item in a transaction of its own, to find the one that fails the batch."""
+        log.warning("a batch of %d failed while the store works: retrying one by one", len(batch))
+        done: list[Batch] = []
+        for item in batch:
+            done += self.commit([item])
+        return done
+
+    def _poison(self, item: Work, failure: str) -> Batch:
+        """A message that fails alone while the store works: refused and acknowledged."""
+        b = Batch(datetime.now(UTC))
+        log.error("%s fails on its own (%s): dropped", type(item).__name__, failure)
+        if isinstance(item, Inbound):
+            b.refused += 1
+            b.acks.append((item.mid, item.qos))
+            user = self.topics.user_of(item.topic)
+            b.refusals.append(
+                Refused(
+                    user if user in self.profiles else None,
+                    item.topic,
+                    "the service failed on this message and dropped it; the log has the "
+                    "details (please report it)",
+                )
+            )
+        self.health.error(f"dropped a message that fails alone: {failure}")
+        return b
+
+    def _pump_for(self, seconds: float) -> bool:
+        """Keep the connection alive for `seconds`; False when the service is stopping."""
+        until = time.monotonic() + seconds
+        while not self.stopping.is_set():
+            left = until - time.monotonic()
+            if left <= 0:
+                return True
+            self.transport.pump(min(left, 0.1))
+        return False
