@@ -12,8 +12,9 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from mosquitto import BrokerFactory
@@ -123,6 +124,20 @@ def test_service_on_postgresql_fires_a_scheduled_nudge_once_across_kill_9(
         rec.stop()
 
 
+@pytest.fixture
+def own_pg_url(pg_url: str) -> Iterator[str]:
+    """A database of the test's own: a service finds no other test's pending nudges."""
+    admin = _reachable()
+    assert admin is not None
+    name = f"rc_test_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'create database "{name}"'))
+    yield str(admin.url.set(database=name).render_as_string(hide_password=False))
+    with admin.connect() as conn:
+        conn.execute(text(f'drop database if exists "{name}" with (force)'))
+    admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
@@ -192,7 +207,7 @@ def test_housekeeping_prunes_old_ids_and_finished_nudges_in_the_batch_transactio
 
 
 def test_a_nul_id_among_good_events_in_one_batch_on_postgresql_blocks_none(
-    tmp_path: Path, mosquitto_factory: BrokerFactory, pg_url: str
+    tmp_path: Path, mosquitto_factory: BrokerFactory, own_pg_url: str
 ) -> None:
     """PostgreSQL text cannot hold NUL: the message carrying one is refused at the edge, and
     the good events of its batch get their nudges (before, the whole batch failed at every
@@ -202,7 +217,7 @@ def test_a_nul_id_among_good_events_in_one_batch_on_postgresql_blocks_none(
     rec = Recorder(broker.host, broker.port, [f"{base}/#"]).start()
     users = {f"u{i}": user_config() for i in range(20)}
     svc = ServiceProcess(
-        tmp_path, port=broker.port, base=base, users=users, extra={"store": pg_url}
+        tmp_path, port=broker.port, base=base, users=users, extra={"store": own_pg_url}
     )
     try:
         svc.start().wait_connected()
@@ -233,7 +248,7 @@ def test_a_nul_id_among_good_events_in_one_batch_on_postgresql_blocks_none(
 
 
 def test_a_terminated_store_connection_mid_traffic_loses_and_doubles_nothing(
-    tmp_path: Path, mosquitto_factory: BrokerFactory, pg_url: str
+    tmp_path: Path, mosquitto_factory: BrokerFactory, own_pg_url: str
 ) -> None:
     """pg_terminate_backend of the service's connections: the batch that meets the dead
     connection fails, is retried by itself on a new one, and every event gets its nudges
@@ -243,11 +258,11 @@ def test_a_terminated_store_connection_mid_traffic_loses_and_doubles_nothing(
     rec = Recorder(broker.host, broker.port, [f"{base}/+/nudge"]).start()
     users = {f"u{i}": user_config() for i in range(60)}
     svc = ServiceProcess(
-        tmp_path, port=broker.port, base=base, users=users, extra={"store": pg_url}
+        tmp_path, port=broker.port, base=base, users=users, extra={"store": own_pg_url}
     )
     admin = _reachable()
     assert admin is not None
-    database = pg_url.rsplit("/", 1)[1]
+    database = own_pg_url.rsplit("/", 1)[1]
     try:
         svc.start().wait_connected()
         first = [(f"u{i}", workout(f"a-{i}")) for i in range(30)]
@@ -283,3 +298,65 @@ def test_a_terminated_store_connection_mid_traffic_loses_and_doubles_nothing(
         svc.close()
         rec.stop()
         admin.dispose()
+
+
+def test_a_schema_1_store_is_read_and_marked_schema_2_and_a_newer_one_is_refused(
+    store_url: str,
+) -> None:
+    """Schema 1 pickled each outbox Nudge; schema 2 reads the payload JSON every row holds.
+    A row written by schema 1 (pickle and all) is read after the upgrade; a store from a
+    newer release is refused with the fix, not misread."""
+    import pickle
+
+    from recovery_coach.models import Nudge
+    from recovery_coach.store import SCHEMA_VERSION, SchemaTooNewError, meta, migrate
+
+    engine = make_engine(store_url)
+    nudge = Nudge(
+        nudge_id="v1-nudge",
+        user="migrate",
+        rule="R8",
+        kind="protein",
+        title="Protein for recovery",
+        message="Aim for 1.2 to 2.0 g/kg today.",
+        speech="Protein time.",
+        due_at=datetime(2026, 3, 2, 19, 0, tzinfo=UTC),
+        expires_at=None,
+        source_event_id="w1",
+        evidence=("Morton 2018",),
+        data=(("protein_target_g", 96),),
+    )
+    payload = json.dumps(nudge.payload(ZoneInfo("Europe/Berlin")))
+    with engine.begin() as conn:
+        conn.execute(meta.delete().where(meta.c.key == "schema"))  # as schema 1 left it
+        conn.execute(
+            insert(nudges).values(
+                nudge_id=nudge.nudge_id,
+                user_id="migrate",
+                due_at=nudge.due_at.timestamp(),
+                expires_at=None,
+                status="pending",
+                payload=payload,
+                nudge=pickle.dumps(nudge),
+            )
+        )
+    migrate(engine)
+    with engine.connect() as conn:
+        version = conn.execute(select(meta.c.value).where(meta.c.key == "schema")).scalar()
+    assert version == str(SCHEMA_VERSION) == "2"
+    row = SqlRepository(engine, {}).outbox("v1-nudge")
+    assert row is not None
+    assert row.nudge.due_at == nudge.due_at
+    assert (row.nudge.title, row.nudge.evidence, row.nudge.data) == (
+        nudge.title,
+        nudge.evidence,
+        nudge.data,
+    )
+    with engine.begin() as conn:
+        conn.execute(meta.update().where(meta.c.key == "schema").values(value="3"))
+    with pytest.raises(SchemaTooNewError, match=r"schema 3.*reads up to 2"):
+        migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(meta.update().where(meta.c.key == "schema").values(value="2"))
+        conn.execute(nudges.delete().where(nudges.c.user_id == "migrate"))
+    engine.dispose()

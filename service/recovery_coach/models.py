@@ -317,6 +317,25 @@ class Nudge:
     def data_dict(self) -> dict[str, Any]:
         return dict(self.data)
 
+    @classmethod
+    def from_payload(cls, p: dict[str, Any]) -> Nudge:
+        """The nudge back from its contract JSON (as the outbox stores it). Times in `data`
+        stay ISO text: nothing reads them but the payload, which writes them as they are."""
+        return cls(
+            nudge_id=p["nudge_id"],
+            user=p["user"],
+            rule=p["rule"],
+            kind=p["kind"],
+            title=p["title"],
+            message=p["message"],
+            speech=p["speech"],
+            due_at=datetime.fromisoformat(p["due_at"]),
+            expires_at=datetime.fromisoformat(p["expires_at"]) if p["expires_at"] else None,
+            source_event_id=p["source_event_id"],
+            evidence=tuple(p["evidence"]),
+            data=tuple(sorted(p["data"].items())),
+        )
+
     def payload(self, tz: ZoneInfo) -> dict[str, Any]:
         """The contract's JSON object, times in the user's zone."""
         data = {

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import pickle
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -67,7 +66,9 @@ nudges = Table(
     Column("due_at", Float, nullable=False, index=True),
     Column("expires_at", Float, nullable=True),
     Column("status", String(12), nullable=False, index=True),
-    Column("payload", Text, nullable=False),
+    Column("payload", Text, nullable=False),  # the contract's JSON: the nudge itself
+    # Schema 1 pickled the Nudge here (a renamed field broke stored rows); written empty
+    # since schema 2, kept so that a schema-1 database needs no table rewrite.
     Column("nudge", LargeBinary, nullable=False),
     Column("published_at", Float, nullable=True),
 )
@@ -127,7 +128,34 @@ def make_engine(url: str) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=4)
     metadata.create_all(engine)
+    migrate(engine)
     return engine
+
+
+SCHEMA_VERSION = 2  # 1: outbox rows pickled their Nudge; 2: the payload JSON is the nudge
+
+
+class SchemaTooNewError(RuntimeError):
+    """The store was written by a newer Recovery Coach: refuse rather than misread it."""
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the store to SCHEMA_VERSION, one step at a time, in one transaction each.
+
+    1 -> 2: nothing to rewrite (every schema-1 row also holds its payload JSON, which is
+    now what is read); new rows leave the pickle column empty.
+    """
+    with engine.begin() as conn:
+        found = conn.execute(select(meta.c.value).where(meta.c.key == "schema")).scalar()
+        version = int(found) if found is not None else 1
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNewError(
+                f"the store is at schema {version}; this Recovery Coach reads up to "
+                f"{SCHEMA_VERSION}: upgrade it, or point `store` at another database"
+            )
+        if version < SCHEMA_VERSION:
+            conn.execute(delete(meta).where(meta.c.key == "schema"))
+            conn.execute(insert(meta).values(key="schema", value=str(SCHEMA_VERSION)))
 
 
 def ts(t: datetime) -> float:
@@ -532,7 +560,7 @@ class SqlRepository:
             ts(n.expires_at) if n.expires_at else None,
             PENDING,
             payload,
-            pickle.dumps(n, pickle.HIGHEST_PROTOCOL),
+            b"",
         )
 
     # -- reads for the shell
@@ -546,12 +574,13 @@ class SqlRepository:
         for i in range(0, len(nudge_ids), CHUNK):
             chunk = list(nudge_ids[i : i + CHUNK])
             rows = self._query(
-                "SELECT nudge_id, user_id, due_at, expires_at, status, nudge, payload "
+                "SELECT nudge_id, user_id, due_at, expires_at, status, payload "
                 f"FROM rc_nudges WHERE nudge_id IN ({_marks(len(chunk))})",
                 chunk,
             )
             for r in rows:
-                found[r[0]] = OutboxRow(r[0], r[1], r[2], r[3], r[4], pickle.loads(r[5]), r[6])
+                nudge = Nudge.from_payload(json.loads(r[5]))
+                found[r[0]] = OutboxRow(r[0], r[1], r[2], r[3], r[4], nudge, r[5])
         return found
 
     def pending_without_job(self, due_by: float | None = None) -> list[OutboxRow]:
@@ -634,7 +663,7 @@ def _outbox_row(row: Any) -> OutboxRow:
         due_at=row.due_at,
         expires_at=row.expires_at,
         status=row.status,
-        nudge=pickle.loads(row.nudge),
+        nudge=Nudge.from_payload(json.loads(row.payload)),
         payload=row.payload,
     )
 
