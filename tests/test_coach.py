@@ -319,6 +319,9 @@ def test_state_view_has_the_contract_fields() -> None:
     assert view["cooldown_ends_at"] == "2026-03-02T18:05:00+01:00"
     assert view["protein_target_g"] == 128
     assert view["last_workout"]["leg_day"] is True
+    own = profile(sleep_hours=9.5)
+    assert coach.state_view(own, r.state, t("2026-03-02T18:01"))["sleep_hours"] == 9.5
+    assert view["rpe_cap"] == 6  # RULES.md's moderate cap, the default
 
 
 def test_day_ticks_have_their_own_ids() -> None:

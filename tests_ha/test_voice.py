@@ -50,6 +50,17 @@ async def test_bedtime(
     )
 
 
+async def test_voice_answers_use_the_users_own_settings(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, loaded_entry: MockConfigEntry
+) -> None:
+    """A user who sleeps 9.5 h and keeps easy cardio at 5/10 hears their own numbers."""
+    await _publish_state(hass, "alex", user_state(sleep_hours=9.5, rpe_cap=5))
+    bedtime = await _ask(hass, "what's my bedtime")
+    assert bedtime.startswith("Alex, go to bed at 22:15 to get your 9.5 hours of sleep.")
+    cardio = await _ask(hass, "Can I do cardio after leg day?")
+    assert "an effort of 5 out of 10 or less" in cardio
+
+
 @pytest.mark.parametrize(
     ("state", "answer"),
     [

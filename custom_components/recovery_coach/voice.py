@@ -55,10 +55,12 @@ SENTENCES: dict[str, list[str]] = {
 }
 
 CARDIO_AFTER_LEG_DAY = (
-    "Yes, cardio after leg day is fine if you keep it low to moderate: an effort of 6 out "
-    "of 10 or less, where you can still talk but not sing. Skip sprints, intervals or a "
+    "Yes, cardio after leg day is fine if you keep it low to moderate: an effort of {cap} "
+    "out of 10 or less, where you can still talk but not sing. Skip sprints, intervals or a "
     "hard spin class on tired legs, because that is when injuries happen."
 )
+DEFAULT_RPE_CAP = 6  # RULES.md R2, when no user's state says otherwise
+DEFAULT_SLEEP_HOURS = 8
 _RECENT_LEG_DAY = timedelta(hours=24)
 
 
@@ -68,12 +70,19 @@ def _local_clock(value: Any) -> str | None:
     return dt_util.as_local(moment).strftime("%H:%M")
 
 
+def _number(value: Any, default: float) -> str:
+    """A number as spoken: 8, 8.5."""
+    n = value if isinstance(value, int | float) and not isinstance(value, bool) else default
+    return f"{n:g}"
+
+
 def bedtime_answer(name: str, state: dict[str, Any]) -> str:
     """Bedtime and wind-down time from a user's state."""
     bedtime = _local_clock(state.get("next_bedtime"))
     if bedtime is None:
         return f"I don't have a bedtime for {name} yet."
-    answer = f"{name}, go to bed at {bedtime} to get your 8 hours of sleep."
+    hours = _number(state.get("sleep_hours"), DEFAULT_SLEEP_HOURS)
+    answer = f"{name}, go to bed at {bedtime} to get your {hours} hours of sleep."
     if (winddown := _local_clock(state.get("next_winddown"))) is not None:
         answer += f" Start winding down at {winddown}."
     return answer
@@ -165,12 +174,17 @@ def _per_user(word: Callable[[str, dict[str, Any]], str]) -> Callable[..., str]:
 def _cardio(hass: HomeAssistant, states: list[tuple[str, dict[str, Any]]]) -> str:
     now = dt_util.now()
     notes = [note for name, state in states if (note := cardio_answer(name, state, now))]
-    return " ".join([CARDIO_AFTER_LEG_DAY, *notes])
+    # The users' own cap (the moderate_rpe_max setting); the lowest when they differ.
+    caps = [c for _, st in states if isinstance(c := st.get("rpe_cap"), int | float)]
+    cap = _number(min(caps) if caps else None, DEFAULT_RPE_CAP)
+    return " ".join([CARDIO_AFTER_LEG_DAY.format(cap=cap), *notes])
 
 
 HANDLERS = (
     RecoveryCoachIntentHandler(
-        INTENT_BEDTIME, "Tells when to go to bed for 8 hours of sleep", _per_user(bedtime_answer)
+        INTENT_BEDTIME,
+        "Tells when to go to bed for the user's hours of sleep",
+        _per_user(bedtime_answer),
     ),
     RecoveryCoachIntentHandler(
         INTENT_PROTEIN, "Tells how much protein is still to eat today", _per_user(protein_answer)

@@ -447,6 +447,8 @@ def state_view(profile: Profile, state: UserState, now: datetime) -> dict[str, A
         "next_wake": iso(night.wake),
         "protein_logged_g": round(logged),
         "zone2_target_minutes_week": zone2_target,
+        "sleep_hours": profile.sleep_hours,  # what voice answers say, not a fixed 8
+        "rpe_cap": profile.settings.moderate_rpe_max,
         "zone2_progress_pct": round(100 * zone2 / zone2_target) if zone2_target else 0,
         "updated_at": iso(now),
     }
