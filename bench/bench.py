@@ -49,7 +49,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from mosquitto import MosquittoBroker  # type: ignore[import-not-found]  # noqa: E402
+from mosquitto import MosquittoBroker  # noqa: E402
 
 from bench.peers import NodeRedPeer, PahoPeer, Peer, cpu_seconds, wait_ready  # noqa: E402
 

@@ -628,9 +628,10 @@ class MosquittoBroker:
         the system CAs only, which must fail) with the client certificate if asked.
         Connect it to ``(broker.host, broker.tls_port if tls else broker.port)``."""
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
         client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311,
             **kwargs,

@@ -117,7 +117,7 @@ def unique(prefix: str = "t") -> str:
 
 
 def persistent_session_props(expiry: int = 3600) -> Properties:
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = expiry
     return props
 
@@ -197,7 +197,7 @@ def test_stop_start_keeps_the_port_and_start_is_fast(mosquitto_factory: BrokerFa
 
 
 def _queued_while_away(
-    broker: MosquittoBroker, peers: Callable[..., Peer], outage: Callable[[], None]
+    broker: MosquittoBroker, peers: Callable[..., Peer], outage: Callable[[], object]
 ) -> None:
     """A persistent MQTT 5 session subscribes, goes away, a QoS 1 message is
     published, the broker has an outage, and the subscriber must still get it."""

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from recovery_coach import coach
 from recovery_coach.config import Config
+from recovery_coach.local_time import night_around
 from recovery_coach.rules import SETTLE
 from recovery_coach.simulate import Simulation, read_events
 from test_never import activity_spans
@@ -86,7 +87,7 @@ def separation(n: dict[str, Any]) -> bool:
     """Advice to keep cardio apart from strength (R4, R5, R6 for beginners/intermediates)."""
     if n["rule"] in ("R4", "R5"):
         return True
-    return n["rule"] == "R6" and n["data"].get("running_experience") != "advanced"
+    return bool(n["rule"] == "R6" and n["data"].get("running_experience") != "advanced")
 
 
 def check_published(sim: Simulation, lines: list[dict[str, Any]]) -> None:
@@ -103,7 +104,7 @@ def check_published(sim: Simulation, lines: list[dict[str, Any]]) -> None:
             assert not any(a <= due <= a + timedelta(hours=24) for a in apart), n["message"]
         if separation(n):
             apart.append(due)
-        night = coach.night_around(p, due)
+        night = night_around(p, due)
         if night.contains(due) and n["kind"] != "bedtime":
             mid = night.bedtime + (night.wake - night.bedtime) / 2
             assert any(s <= due and mid <= e < night.wake for s, e in spans), n

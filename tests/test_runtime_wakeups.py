@@ -36,7 +36,9 @@ def test_wakes_only_for_earlier_jobs_and_always_after_a_cancel(
     svc = _service(tmp_path)
     wakeup = mocker.spy(svc.scheduler, "wakeup")
     now = datetime.now(UTC)
-    iso = lambda t: t.isoformat()  # noqa: E731
+
+    def iso(t: datetime) -> str:
+        return t.isoformat()
 
     checkin = {"at": iso(now - timedelta(minutes=60)), "event_id": "in"}
     svc.worker.safely([_msg("gym/checkin", checkin)])

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -41,7 +41,7 @@ def make_service(
     Each test has its own users (retained states of earlier tests are not theirs)."""
     started: list[Service] = []
 
-    def make(protocol: str = "5", **extra: Any) -> Service:
+    def make(protocol: Literal["5", "3.1.1"] = "5", **extra: Any) -> Service:
         cfg = parse_config(
             {
                 "base_topic": BASE,
@@ -65,7 +65,10 @@ def make_service(
         _wait(svc.link.connected.is_set, 10, "the service to connect")
         return svc
 
-    yield lambda protocol="5", **extra: start(make(protocol, **extra))
+    def make_and_start(protocol: Literal["5", "3.1.1"] = "5", **extra: Any) -> Service:
+        return start(make(protocol, **extra))
+
+    yield make_and_start
     for svc in started:
         if svc.running():
             svc.stop()
@@ -145,7 +148,7 @@ def test_identical_commands_count_each_and_a_redelivery_after_the_commit_counts_
     mosquitto: MosquittoBroker,
     make_service: Callable[..., Service],
     mocker: MockerFixture,
-    protocol: str,
+    protocol: Literal["5", "3.1.1"],
 ) -> None:
     """Three identical {"grams": 30} are 90 g; the broker's redelivery of all three (the
     process died after the commit, before the acks) adds nothing: same packet ids, DUP set."""
