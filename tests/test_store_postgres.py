@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -359,4 +360,59 @@ def test_a_schema_1_store_is_read_and_marked_schema_2_and_a_newer_one_is_refused
     with engine.begin() as conn:
         conn.execute(meta.update().where(meta.c.key == "schema").values(value="2"))
         conn.execute(nudges.delete().where(nudges.c.user_id == "migrate"))
+    engine.dispose()
+
+
+def profile_for(user: str) -> Any:
+    from core_builders import profile
+
+    return profile(user_id=user)
+
+
+def test_a_cancelled_nudge_planned_again_is_stored_and_scheduled_again(store_url: str) -> None:
+    """A geofence flap cancels a visit's nudges, and the visit going on plans them again
+    under the same ids: they are pending again with their job (they used to be taken for
+    'already sent' and silently never went out); a published one is never planned again.
+    Found when `simulate` started to run the live worker and store."""
+    from recovery_coach.jobs import nudge_row
+    from recovery_coach.models import Nudge, UserState
+
+    engine = make_engine(store_url)
+    repo = SqlRepository(engine, {"again": profile_for("again")})
+
+    def a_nudge(nudge_id: str, hour: int) -> Nudge:
+        return Nudge(
+            nudge_id=nudge_id, user="again", rule="R1", kind="cooldown_start",
+            title="Cool down now", message="Walk easy for 5 minutes.", speech="Cool down.",
+            due_at=datetime(2030, 3, 2, hour, 0, tzinfo=UTC), expires_at=None,
+            source_event_id="visit", evidence=(),
+        )  # fmt: skip
+
+    def plan(n: Nudge, cancel: tuple[str, ...] = ()) -> set[str]:
+        repo.save("again", None, UserState(), [n] if not cancel else [], list(cancel))
+        dropped = repo.resolve_staged()
+        if not cancel:
+            repo.stage_job(nudge_row(n))
+        repo.commit()
+        return dropped
+
+    def status(nudge_id: str) -> tuple[str | None, bool]:
+        with engine.connect() as conn:
+            row = conn.execute(select(nudges.c.status).where(nudges.c.nudge_id == nudge_id))
+            job = conn.execute(
+                text("select 1 from apscheduler_jobs where id = :i"), {"i": nudge_id}
+            )
+            return row.scalar(), job.first() is not None
+
+    first, later = a_nudge("again-cooldown", 18), a_nudge("again-cooldown", 19)
+    assert plan(first) == set()
+    plan(first, cancel=(first.nudge_id,))
+    assert status(first.nudge_id) == ("cancelled", False)
+    assert plan(later) == set()  # not taken for sent
+    assert status(later.nudge_id) == ("pending", True)
+    repo.stage_published(later.nudge_id, time.time())
+    repo.commit()
+    assert plan(a_nudge("again-cooldown", 20)) == {"again-cooldown"}  # sent: never again
+    with engine.begin() as conn:
+        conn.execute(nudges.delete().where(nudges.c.user_id == "again"))
     engine.dispose()

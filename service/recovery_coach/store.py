@@ -34,7 +34,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from .jobs import DAY_PREFIX, JOBS_TABLE, JobRow, day_job_user, day_jobs_of, is_day_job, job_table
 from .models import Nudge, Profile, UserState
@@ -122,7 +122,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
+    if url in ("sqlite://", "sqlite:///:memory:"):
+        # In memory (`simulate`): one connection, or each would be a database of its own.
+        engine = create_engine(url, connect_args={"check_same_thread": False}, poolclass=StaticPool)
+    elif url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=4)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
@@ -301,8 +304,8 @@ class SqlRepository:
             chunk = ids[i : i + CHUNK]
             rows = self._query(
                 f"SELECT nudge_id FROM rc_nudges WHERE nudge_id IN ({_marks(len(chunk))}) "
-                "AND status <> ?",
-                [*chunk, PENDING],
+                "AND status = ?",
+                [*chunk, PUBLISHED],
             )
             done.update(r[0] for r in rows)
         return done
@@ -361,9 +364,10 @@ class SqlRepository:
             return False
 
     def resolve_staged(self) -> set[str]:
-        """Drop staged nudges that already went out (or expired, or were cancelled and
-        published); returns their ids. One query per batch for what `published` asks per
-        event; it also tells `_write` which staged ids are new (plain inserts)."""
+        """Drop staged nudges that already went out; returns their ids. A cancelled or
+        expired one planned again (a visit that went on after a geofence flap, a deferral)
+        is planned again. One query per batch for what `published` asks per event; it also
+        tells `_write` which staged ids are new (plain inserts)."""
         self._existing = {}
         ids = list(self._staged_nudges)
         for i in range(0, len(ids), CHUNK):
@@ -373,7 +377,7 @@ class SqlRepository:
                 chunk,
             )
             self._existing.update((r[0], r[1]) for r in rows)
-        done = {i for i, status in self._existing.items() if status != PENDING}
+        done = {i for i, status in self._existing.items() if status == PUBLISHED}
         done.update(i for i in ids if i in self._staged_published)
         for nudge_id in done:
             self._staged_nudges.pop(nudge_id, None)
@@ -486,10 +490,10 @@ class SqlRepository:
         )
         self._in(
             cur,
-            "DELETE FROM rc_nudges WHERE nudge_id IN ({}) AND status = ?",
+            "DELETE FROM rc_nudges WHERE nudge_id IN ({}) AND status <> ?",
             replaced,
             (),
-            (PENDING,),
+            (PUBLISHED,),
         )
         self._many(
             cur,
