@@ -202,3 +202,38 @@ def check_case(case: Case, rule: str, kind: str | None = None) -> list[Nudge]:
         assert phrase in text, f"{phrase!r} not in {text!r}"
     assert n.evidence, "every nudge carries its evidence"
     return found
+
+
+class MemoryRepository:
+    """The handler's repository in memory, for tests of the handler alone: writes apply at
+    once (no batch to commit)."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, UserState] = {}
+        self.events: set[tuple[str, str]] = set()
+        self.sent: set[str] = set()
+        self.scheduled: list[tuple[str, Nudge]] = []
+        self.cancelled: list[str] = []
+
+    def load(self, user: str) -> UserState:
+        return self.states.get(user, UserState())
+
+    def seen(self, user: str, event_id: str) -> bool:
+        return (user, event_id) in self.events
+
+    def published(self, nudge_ids: Sequence[str]) -> set[str]:
+        return {i for i in nudge_ids if i in self.sent}
+
+    def save(
+        self,
+        user: str,
+        event_id: str | None,
+        state: UserState,
+        schedule: Sequence[Nudge],
+        cancel: Sequence[str],
+    ) -> None:
+        self.states[user] = state
+        if event_id is not None:
+            self.events.add((user, event_id))
+        self.scheduled.extend((user, n) for n in schedule)
+        self.cancelled.extend(cancel)

@@ -8,7 +8,7 @@ from typing import Any
 from unittest.mock import patch
 
 import pytest
-from core_builders import profile
+from core_builders import MemoryRepository, profile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from recovery_coach import coach
@@ -24,7 +24,6 @@ from recovery_coach.models import (
     SorenessReported,
     WorkoutCompleted,
 )
-from recovery_coach.simulate import MemoryRepository
 
 NOW = datetime(2026, 3, 2, 17, 30, tzinfo=UTC)  # 18:30 in Berlin
 BASE = "recovery_coach"

@@ -47,9 +47,18 @@ def live(
 
 
 def test_status_is_online_and_retained(live: tuple[ServiceProcess, Recorder]) -> None:
+    """A client that subscribes later gets `online` from the broker's retained copy (the
+    test used to read the live copy only, so it could not tell retained from not)."""
     _, rec = live
-    status = rec.on(f"{BASE}/status")
-    assert status[-1].payload == b"online"
+    assert rec.on(f"{BASE}/status")[-1].payload == b"online"
+    late = Recorder(rec.host, rec.port, [f"{BASE}/status"]).start()
+    try:
+        late.wait_for(lambda r: bool(r.on(f"{BASE}/status")), 5, "the retained status")
+        status = late.on(f"{BASE}/status")[-1]
+        assert status.retain
+        assert status.payload == b"online"
+    finally:
+        late.stop()
 
 
 def test_leg_day_gives_immediate_nudges_within_a_second(

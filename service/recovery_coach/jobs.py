@@ -57,6 +57,17 @@ NO_EXPIRY_GRACE = timedelta(hours=6)
 RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # a failing job store is retried this often
 
 
+class JobTimer(Protocol):
+    """What the worker needs of the timer: job rows to write, and word of what it wrote.
+    `Scheduler` (APScheduler) live; `simulate.VirtualJobs` on a virtual clock."""
+
+    def nudge_row(self, nudge: Nudge) -> JobRow: ...
+
+    def day_row(self, user: str, at: datetime) -> JobRow: ...
+
+    def committed(self, earliest: float | None, *, cancelled: bool) -> None: ...
+
+
 class JobTarget(Protocol):
     """The running service, as the job functions see it."""
 
@@ -205,6 +216,61 @@ class BatchedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
         super().shutdown()
 
 
+def job_row(
+    job_id: str, func: str, args: list[Any], at: datetime, grace: timedelta, name: str
+) -> JobRow:
+    """A date job's row, pickled as SQLAlchemyJobStore pickles it."""
+    at = at.astimezone(UTC)
+    # Exactly what Job(...).__getstate__() returns (tests/test_jobs.py compares them),
+    # built directly: constructing a Job costs more than everything else per nudge.
+    state = {
+        "version": 1,
+        "id": job_id,
+        "func": func,
+        "trigger": DateTrigger(run_date=at, timezone=UTC),
+        "executor": "default",
+        "args": args,
+        "kwargs": {},
+        "name": name,
+        "misfire_grace_time": max(1, int(grace.total_seconds())),
+        "coalesce": True,
+        "max_instances": 1,
+        "next_run_time": at,
+    }
+    return JobRow(job_id, at.timestamp(), pickle.dumps(state, pickle.HIGHEST_PROTOCOL))
+
+
+def nudge_row(nudge: Nudge) -> JobRow:
+    """A nudge's job: fire it at its due time; its grace is its useful life."""
+    grace = nudge.expires_at - nudge.due_at if nudge.expires_at else NO_EXPIRY_GRACE
+    return job_row(
+        nudge.nudge_id,
+        "recovery_coach.jobs:fire_nudge",
+        [nudge.user, nudge.nudge_id],
+        nudge.due_at,
+        grace,
+        f"{nudge.kind} for {nudge.user}",
+    )
+
+
+def day_row(user: str, at: datetime) -> JobRow:
+    """The user's next day start."""
+    return job_row(
+        day_job_id(user, at),
+        "recovery_coach.jobs:start_day",
+        [user],
+        at,
+        DAY_GRACE,
+        f"day of {user}",
+    )
+
+
+def job_args(state: bytes) -> list[Any]:
+    """The arguments a stored job row calls its function with."""
+    args: list[Any] = pickle.loads(state)["args"]
+    return args
+
+
 class Scheduler:
     """The APScheduler BackgroundScheduler over the shared engine's job table."""
 
@@ -227,24 +293,7 @@ class Scheduler:
     def _row(
         self, job_id: str, func: str, args: list[Any], at: datetime, grace: timedelta, name: str
     ) -> JobRow:
-        at = at.astimezone(UTC)
-        # Exactly what Job(...).__getstate__() returns (tests/test_jobs.py compares them),
-        # built directly: constructing a Job costs more than everything else per nudge.
-        state = {
-            "version": 1,
-            "id": job_id,
-            "func": func,
-            "trigger": DateTrigger(run_date=at, timezone=UTC),
-            "executor": "default",
-            "args": args,
-            "kwargs": {},
-            "name": name,
-            "misfire_grace_time": max(1, int(grace.total_seconds())),
-            "coalesce": True,
-            "max_instances": 1,
-            "next_run_time": at,
-        }
-        return JobRow(job_id, at.timestamp(), pickle.dumps(state, pickle.HIGHEST_PROTOCOL))
+        return job_row(job_id, func, args, at, grace, name)
 
     def job_state_via_apscheduler(
         self, job_id: str, func: str, args: list[Any], at: datetime, grace: timedelta, name: str
@@ -269,25 +318,10 @@ class Scheduler:
         return state
 
     def nudge_row(self, nudge: Nudge) -> JobRow:
-        grace = nudge.expires_at - nudge.due_at if nudge.expires_at else NO_EXPIRY_GRACE
-        return self._row(
-            nudge.nudge_id,
-            "recovery_coach.jobs:fire_nudge",
-            [nudge.user, nudge.nudge_id],
-            nudge.due_at,
-            grace,
-            f"{nudge.kind} for {nudge.user}",
-        )
+        return nudge_row(nudge)
 
     def day_row(self, user: str, at: datetime) -> JobRow:
-        return self._row(
-            day_job_id(user, at),
-            "recovery_coach.jobs:start_day",
-            [user],
-            at,
-            DAY_GRACE,
-            f"day of {user}",
-        )
+        return day_row(user, at)
 
     def start(self) -> None:
         self.aps.start()

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from .config import RateLimitConfig
 from .inbound import Refused
@@ -33,11 +32,11 @@ class RateLimiter:
         self._buckets: dict[str, _Bucket] = {}
 
     def split(
-        self, batch: list[Work], topics: Topics, users: Collection[str]
+        self, batch: list[Work], topics: Topics, users: Collection[str], at: datetime
     ) -> tuple[list[Work], Batch]:
         """(what may go on, the refused inbound messages as a batch to acknowledge)."""
-        limited = Batch(datetime.now(UTC))
-        now = time.monotonic()
+        limited = Batch(at)
+        now = at.timestamp()
         kept: list[Work] = []
         for item in batch:
             if isinstance(item, Inbound) and not Topics.is_ha_status(item.topic):
@@ -61,11 +60,12 @@ class RateLimiter:
         return kept, limited
 
     def take(self, user: str, now: float) -> bool:
-        """Whether one more message from `user` is allowed at monotonic time `now`."""
+        """Whether one more message from `user` is allowed at `now` (epoch seconds)."""
         b = self._buckets.get(user)
         if b is None:
             b = self._buckets[user] = _Bucket(self.burst, now)
-        b.tokens = min(self.burst, b.tokens + (now - b.at) * self.rate)
+        # max(): the clock may step back (NTP); a bucket never drains by it.
+        b.tokens = min(self.burst, b.tokens + max(0.0, now - b.at) * self.rate)
         b.at = now
         if b.tokens >= 1.0:
             b.tokens -= 1.0

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from .health import Health
 from .inbound import Refused
@@ -39,6 +39,7 @@ class Retrying:
         health: Health,
         stopping: threading.Event,
         diagnostics: Callable[[bool], None],
+        clock: Callable[[], datetime],
     ) -> None:
         self.decide = decide  # decides and commits; changes nothing but the store's staging
         self.repo = repo
@@ -48,6 +49,7 @@ class Retrying:
         self.health = health
         self.stopping = stopping
         self.diagnostics = diagnostics
+        self.clock = clock
 
     def commit(self, batch: list[Work]) -> list[Batch]:
         """The batch decided and committed, with back-off while the store fails."""
@@ -101,7 +103,7 @@ class Retrying:
 
     def _poison(self, item: Work, failure: str) -> Batch:
         """A message that fails alone while the store works: refused and acknowledged."""
-        b = Batch(datetime.now(UTC))
+        b = Batch(self.clock())
         log.error("%s fails on its own (%s): dropped", type(item).__name__, failure)
         if isinstance(item, Inbound):
             b.refused += 1

@@ -1,93 +1,75 @@
 """`recovery-coach simulate`: replay inbound messages on a virtual clock, with no broker.
 
-The same handler, rules and placement as the live service; the scheduler is a heap keyed by
-due time with the live scheduler's semantics (a job id is replaced, not doubled; cancelled
-jobs never fire; a published nudge id never fires again). Output is deterministic.
+It runs what runs live: the same Worker (parse, dedupe, decide, one commit per batch, publish,
+PUBACK marks), the same Outbox (nudges worded when they go out) and the same store, on an
+in-memory SQLite database, with an in-memory transport and the job table read on a virtual
+clock instead of by APScheduler's thread. Output is deterministic.
 """
 
 from __future__ import annotations
 
-import heapq
 import json
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+import queue
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+from sqlalchemy import Engine, delete, select
 
-from .coach import next_day_start
+from . import jobs
+from .announcer import Announcer
 from .config import Config
-from .message_handler import MessageHandler, Outcome
-from .models import Nudge, UserState
+from .health import Health
+from .inbound import Refused
+from .message_handler import MessageHandler
+from .mqtt_link import Inbound
+from .outbox import Outbox
+from .store import SqlRepository, make_engine
+from .store import jobs as job_table
+from .topics import Topics
+from .transport import MemoryTransport
+from .work import DayStart, Fire, PubAck, Work
+from .worker import Worker
 
 
-class MemoryRepository:
-    """The handler's repository in memory: writes apply at once (no batch to commit)."""
+class VirtualJobs:
+    """The job table on a virtual clock: rows are written by the worker's commit as live,
+    and read here when the clock reaches them (APScheduler's part, without its thread)."""
 
-    def __init__(self) -> None:
-        self.states: dict[str, UserState] = {}
-        self.events: set[tuple[str, str]] = set()
-        self.sent: set[str] = set()
-        self.scheduled: list[tuple[str, Nudge]] = []
-        self.cancelled: list[str] = []
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
-    def load(self, user: str) -> UserState:
-        return self.states.get(user, UserState())
+    def nudge_row(self, nudge: Any) -> jobs.JobRow:
+        return jobs.nudge_row(nudge)
 
-    def seen(self, user: str, event_id: str) -> bool:
-        return (user, event_id) in self.events
+    def day_row(self, user: str, at: datetime) -> jobs.JobRow:
+        return jobs.day_row(user, at)
 
-    def published(self, nudge_ids: Sequence[str]) -> set[str]:
-        return {i for i in nudge_ids if i in self.sent}
+    def committed(self, earliest: float | None, *, cancelled: bool) -> None:
+        """Nothing to wake: `next_due` reads the table."""
 
-    def save(
-        self,
-        user: str,
-        event_id: str | None,
-        state: UserState,
-        schedule: Sequence[Nudge],
-        cancel: Sequence[str],
-    ) -> None:
-        self.states[user] = state
-        if event_id is not None:
-            self.events.add((user, event_id))
-        self.scheduled.extend((user, n) for n in schedule)
-        self.cancelled.extend(cancel)
-
-
-@dataclass(order=True)
-class _Job:
-    due: datetime
-    seq: int
-    job_id: str = field(compare=False)
-    user: str = field(compare=False)
-    nudge: Nudge | None = field(compare=False, default=None)  # None: the user's day starts
-
-
-class VirtualScheduler:
-    """Jobs by id on a virtual clock; replacing an id supersedes the earlier job."""
-
-    def __init__(self) -> None:
-        self._heap: list[_Job] = []
-        self._live: dict[str, _Job] = {}
-        self._seq = 0
-
-    def add(self, job_id: str, user: str, due: datetime, nudge: Nudge | None) -> None:
-        self._seq += 1
-        job = _Job(due, self._seq, job_id, user, nudge)
-        self._live[job_id] = job
-        heapq.heappush(self._heap, job)
-
-    def cancel(self, job_id: str) -> None:
-        self._live.pop(job_id, None)
-
-    def due(self, until: datetime) -> Iterator[_Job]:
-        while self._heap and self._heap[0].due <= until:
-            job = heapq.heappop(self._heap)
-            if self._live.get(job.job_id) is job:
-                del self._live[job.job_id]
-                yield job
+    def next_due(self, until: datetime) -> tuple[datetime, Work] | None:
+        """The soonest job due by `until`, removed from the table as APScheduler removes a
+        date job it runs; None when nothing is due."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(job_table.c.id, job_table.c.next_run_time, job_table.c.job_state)
+                .where(job_table.c.next_run_time <= until.timestamp())
+                .order_by(job_table.c.next_run_time, job_table.c.id)
+                .limit(1)
+            ).first()
+            if row is None:
+                return None
+            conn.execute(delete(job_table).where(job_table.c.id == row.id))
+        at = datetime.fromtimestamp(row.next_run_time, UTC)
+        user = jobs.day_job_user(row.id)
+        if user is not None:
+            return at, DayStart(user)
+        args = jobs.job_args(row.job_state)
+        return at, Fire(args[0], args[1])
 
 
 class InputLine(BaseModel):
@@ -181,54 +163,81 @@ def read_events(lines: Iterable[str]) -> Replay:
 
 
 class Simulation:
-    """The core on a virtual clock: messages in, published nudges out, in due order."""
+    """The live worker on a virtual clock: messages in, published nudges out, in order."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.profiles = config.profiles()
-        self.repo = MemoryRepository()
-        self.handler = MessageHandler(config.base_topic, self.profiles, self.repo)
-        self.scheduler = VirtualScheduler()
+        self.now = datetime(1970, 1, 1, tzinfo=UTC)
         self.published: list[dict[str, Any]] = []
         self.refused: list[dict[str, Any]] = []
+        self.queue: queue.SimpleQueue[Work] = queue.SimpleQueue()
+        self.engine = make_engine("sqlite://")
+        self.repo = SqlRepository(self.engine, self.profiles)
+        topics = Topics(config.base_topic)
+        self.nudge_topics = {topics.nudge(u) for u in self.profiles}
+        self.transport = MemoryTransport(on_published=lambda mid: self.queue.put(PubAck(mid)))
+        handler = MessageHandler(
+            config.base_topic, self.profiles, self.repo, filter_published=False
+        )
+        health = Health()
+        self.jobs = VirtualJobs(self.engine)
+        self.worker = Worker(
+            transport=self.transport,
+            topics=topics,
+            repo=self.repo,
+            handler=handler,
+            scheduler=self.jobs,
+            profiles=self.profiles,
+            outbox=Outbox(self.transport, topics, self.repo, handler, self.profiles, health),
+            announcer=Announcer(
+                self.transport,
+                topics,
+                self.repo,
+                self.profiles,
+                with_discovery=False,
+                enqueue=self.queue.put,
+                finished=lambda: None,
+            ),
+            health=health,
+            rate_limit=config.rate_limit,
+            work=self.queue,
+            stopping=threading.Event(),
+            diagnostics=lambda _force: None,
+            clock=lambda: self.now,
+            on_refused=self._refused,
+        )
+        self._seen = 0  # messages of the transport already looked at
 
-    def _absorb(self, out: Outcome) -> None:
-        if out.refused is not None:
-            self.refused.append(out.refused.payload())
-        for job_id in out.cancelled:
-            self.scheduler.cancel(job_id)
-        for nudge in out.scheduled:
-            self.scheduler.add(nudge.nudge_id, nudge.user, nudge.due_at, nudge)
-        self.repo.scheduled.clear()
+    def _refused(self, r: Refused) -> None:
+        self.refused.append(r.payload())
+
+    def _step(self, items: list[Work], at: datetime) -> None:
+        """One batch at `at`, then what it sets off (PUBACKs, more announcing) until quiet."""
+        self.now = at
+        while items:
+            self.worker.safely(items)
+            self.transport.pump(0.0)  # the "broker" acknowledges what was published
+            items = []
+            while not self.queue.empty():
+                items.append(self.queue.get_nowait())
+        for sent in self.transport.sent[self._seen :]:
+            if sent.topic in self.nudge_topics:
+                self.published.append(json.loads(sent.payload))
+        self._seen = len(self.transport.sent)
 
     def start(self, at: datetime) -> None:
         """As the live service does on start: every user's day is planned now."""
-        for user in sorted(self.profiles):
-            self._day(user, at)
-
-    def _day(self, user: str, at: datetime) -> None:
-        self._absorb(self.handler.day_started(user, at))
-        nxt = next_day_start(self.profiles[user], at)
-        self.scheduler.add(f"day:{user}", user, nxt, None)
+        self._step([DayStart(user) for user in sorted(self.profiles)], at)
 
     def advance(self, until: datetime) -> None:
-        for job in self.scheduler.due(until):
-            if job.nudge is None:
-                self._day(job.user, job.due)
-                continue
-            if job.nudge.nudge_id in self.repo.sent:
-                continue
-            nudge = self.handler.word(job.nudge, job.due)
-            if nudge is None:
-                continue
-            state = self.handler.nudge_published(job.user, nudge)
-            self.repo.states[job.user] = state
-            self.repo.sent.add(nudge.nudge_id)
-            self.published.append(nudge.payload(self.profiles[job.user].tz))
+        """Run every job due by `until`, each at its own time."""
+        while (due := self.jobs.next_due(until)) is not None:
+            self._step([due[1]], due[0])
 
     def receive(self, at: datetime, topic: str, body: bytes) -> None:
         self.advance(at)
-        self._absorb(self.handler.handle(topic, body, at))
+        self._step([Inbound(0, 0, topic, body, False)], at)
 
     def run(self, replay: Replay, horizon: timedelta) -> None:
         self.refused.extend(replay.unreadable)
@@ -238,6 +247,7 @@ class Simulation:
         for at, _, topic, body in replay.messages:
             self.receive(at, topic, body)
         self.advance(replay.messages[-1][0] + horizon)
+        self.engine.dispose()
 
 
 def simulate(

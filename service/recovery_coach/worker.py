@@ -65,7 +65,7 @@ class Worker:
         topics: Topics,
         repo: SqlRepository,
         handler: MessageHandler,
-        scheduler: jobs.Scheduler,
+        scheduler: jobs.JobTimer,
         profiles: dict[str, Profile],
         outbox: Outbox,
         announcer: Announcer,
@@ -74,7 +74,11 @@ class Worker:
         work: queue.SimpleQueue[Work],
         stopping: threading.Event,
         diagnostics: Callable[[bool], None],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_refused: Callable[[Refused], None] = lambda _r: None,
     ) -> None:
+        """`clock` is the wall clock live and a virtual one in `simulate`; `on_refused`
+        sees every refusal (those without a user have no error topic to go to)."""
         self.transport = transport
         self.topics = topics
         self.repo = repo
@@ -89,8 +93,10 @@ class Worker:
         self.queue = work
         self.stopping = stopping
         self.diagnostics = diagnostics
+        self.clock = clock
+        self.on_refused = on_refused
         self.retrying = Retrying(
-            self._decide, repo, transport, topics, profiles, health, stopping, diagnostics
+            self._decide, repo, transport, topics, profiles, health, stopping, diagnostics, clock
         )
 
     # ------------------------------------------------------------ the loop
@@ -136,7 +142,7 @@ class Worker:
         """Decide and commit the batch, then act on it. A failed commit is retried by itself
         (the store may be locked, full or restarting); a message that fails alone while the
         store works is refused and acknowledged, so it never blocks the others."""
-        batch, limited = self.limiter.split(batch, self.topics, self.profiles)
+        batch, limited = self.limiter.split(batch, self.topics, self.profiles, self.clock())
         done = [limited] if limited.acks else []
         done += self.retrying.commit(batch)
         for b in done:
@@ -151,7 +157,7 @@ class Worker:
     def _decide(self, batch: list[Work]) -> Batch:
         """Every decision of the batch, written in one transaction. Nothing outside the
         store's staging changes here, so a failed attempt can simply be made again."""
-        b = Batch(datetime.now(UTC))
+        b = Batch(self.clock())
         # Parse first, so that one query tells which events were already handled.
         parsed: dict[int, Accepted | Refused] = {}
         for i, item in enumerate(batch):
@@ -205,7 +211,7 @@ class Worker:
                     b.announce_more = True
                 case Housekeeping():
                     self.repo.stage_prune(time.time())
-                    self.limiter.forget_full(time.monotonic())
+                    self.limiter.forget_full(b.now.timestamp())
                     b.diagnostics = True
                 case _:
                     assert_never(item)
@@ -293,6 +299,7 @@ class Worker:
 
     def _refusal(self, r: Refused) -> None:
         log.warning("refused a message on %s: %s", r.topic, r.reason)
+        self.on_refused(r)
         self.health.error(r.reason)
         if r.user is not None and "+" not in r.user and "#" not in r.user:
             self.transport.publish(self.topics.error(r.user), json.dumps(r.payload()), qos=1)
