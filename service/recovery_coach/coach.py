@@ -354,19 +354,7 @@ def deliver(nudge: Nudge, profile: Profile, state: UserState, now: datetime) -> 
 def published(state: UserState, nudge: Nudge) -> UserState:
     """The state once a nudge has gone out: it becomes the last nudge, ack/snooze can find it,
     and no re-decision sends or cancels it again."""
-    summary = NudgeSummary(
-        nudge_id=nudge.nudge_id,
-        kind=nudge.kind,
-        rule=nudge.rule,
-        title=nudge.title,
-        message=nudge.message,
-        speech=nudge.speech,
-        due_at=nudge.due_at,
-        source_event_id=nudge.source_event_id,
-        evidence=nudge.evidence,
-        data=nudge.data,
-        expires_at=nudge.expires_at,
-    )
+    summary = NudgeSummary.of(nudge)
     recent = tuple(n for n in state.recent_nudges if n.nudge_id != nudge.nudge_id)
     planned = tuple(
         replace(p, sent=True) if p.nudge_id == nudge.nudge_id else p for p in state.planned

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from .models import WEEKDAYS, Experience, Goal, PlanFocus, Profile, Settings
+from .reasons import what_is_wrong
 
 USER_ID = re.compile(r"^[a-z0-9_]{1,32}$")
 
@@ -236,6 +237,13 @@ class Config(Strict):
 
     users: dict[str, UserConfig] = Field(default_factory=dict)
 
+    def broker_to_use(self) -> BrokerConfig:
+        """The configured broker, or where the embedded one listens (amqtt speaks 3.1.1)."""
+        if self.broker is not None:
+            return self.broker
+        e = self.embedded_broker
+        return BrokerConfig(host=e.host, port=e.port, protocol="3.1.1")
+
     def profiles(self) -> dict[str, Profile]:
         defaults = self.defaults.overrides()  # once, not once per user
         return {uid: profile_from(uid, u, self, defaults) for uid, u in self.users.items()}
@@ -297,35 +305,12 @@ class Problem:
         return f"{self.path}: {self.reason}" if self.path else self.reason
 
 
-_TYPE_WORDS = {
-    "string_type": "must be text",
-    "int_type": "must be a whole number",
-    "int_from_float": "must be a whole number",
-    "float_type": "must be a number",
-    "bool_type": "must be true or false",
-    "dict_type": "must be a mapping of keys to values",
-    "model_type": "must be a mapping of keys to values",
-    "model_attributes_type": "must be a mapping of keys to values",
-    "missing": "is required",
-    "extra_forbidden": "is not a known key (check the spelling; see config/example.yaml)",
-}
-
-
-def _reason(err: dict[str, Any]) -> str:
-    kind = err["type"]
-    if kind in _TYPE_WORDS:
-        return _TYPE_WORDS[kind]
-    if kind == "literal_error":
-        allowed = err.get("ctx", {}).get("expected", "")
-        return f"must be one of {allowed.replace(chr(39), '')}"
-    if kind == "string_pattern_mismatch":
-        return "must not contain MQTT wildcards (# or +)"
-    if kind == "string_too_short":
-        return "must not be empty"
-    msg = str(err["msg"])
-    for prefix in ("Value error, ", "Assertion failed, "):
-        msg = msg.removeprefix(prefix)
-    return msg[:1].lower() + msg[1:]
+def _reason(err: Any) -> str:
+    return what_is_wrong(
+        err,
+        mapping="a mapping of keys to values",
+        unknown_key="check the spelling; see config/example.yaml",
+    )
 
 
 def _path(loc: Iterable[Any]) -> str:

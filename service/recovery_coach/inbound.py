@@ -12,13 +12,14 @@ import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from .models import (
     CardioPlanned,
     Event,
+    Focus,
     GymCheckin,
     GymCheckout,
     NudgeAcked,
@@ -28,8 +29,10 @@ from .models import (
     SorenessReported,
     Workout,
     WorkoutCompleted,
+    WorkoutKind,
     unknown_muscles,
 )
+from .reasons import what_is_wrong
 from .topics import EVENT_TOPICS, split_topic
 
 MAX_BODY = 64 * 1024
@@ -82,8 +85,8 @@ class NextCardioIn(BaseModel):
 class WorkoutIn(Payload):
     event_id: EventId
     ended_at: AwareDatetime
-    kind: Literal["strength", "cardio", "mixed", "class", "sport"]
-    focus: Literal["legs", "lower", "upper", "push", "pull", "full", "core"] | None = None
+    kind: WorkoutKind
+    focus: Focus | None = None
     muscle_groups: Annotated[list[Annotated[str, Field(max_length=40)]], Field(max_length=30)] = []
     rpe: Rpe | None = None
     duration_min: Annotated[float, Field(gt=0, le=1440)] | None = None
@@ -126,47 +129,10 @@ class SnoozeIn(Payload):
 
 
 def _field_reason(err: Any) -> str:
-    where = ".".join(str(p) for p in err["loc"]) or "the message"
-    kind = err["type"]
-    ctx = err.get("ctx") or {}
-    if kind == "missing":
-        return f"{where} is required"
-    if kind == "timezone_aware":
-        return f"{where} must include a time-zone offset, e.g. 2026-03-01T18:30:00+01:00"
-    if kind in ("datetime_parsing", "datetime_type", "datetime_from_date_parsing"):
-        return f"{where} must be an ISO 8601 time with an offset, e.g. 2026-03-01T18:30:00+01:00"
-    if kind == "literal_error":
-        return f"{where} must be one of {str(ctx.get('expected', '')).replace(chr(39), '')}"
-    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        bound = ctx.get("ge", ctx.get("gt", ctx.get("le", ctx.get("lt"))))
-        if isinstance(bound, float):
-            bound = f"{bound:g}"
-        words = {
-            "greater_than_equal": "at least",
-            "greater_than": "above",
-            "less_than_equal": "at most",
-            "less_than": "below",
-        }
-        return f"{where} must be {words[kind]} {bound}"
-    if kind in ("too_long", "string_too_long"):
-        return f"{where} is too long"
-    if kind in ("too_short", "string_too_short"):
-        return f"{where} must not be empty"
-    if kind == "finite_number":
-        return f"{where} must be a finite number"
-    if kind == "json_invalid":
+    if err["type"] == "json_invalid":
         return "the message is not valid JSON"
-    if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
-        return f"{where} must be a {'whole ' if kind.startswith('int') else ''}number"
-    if kind in ("string_type",):
-        return f"{where} must be text"
-    if kind in ("bool_type", "bool_parsing"):
-        return f"{where} must be true or false"
-    if kind in ("list_type",):
-        return f"{where} must be a list"
-    if kind in ("model_type", "dict_type", "model_attributes_type"):
-        return f"{where} must be a JSON object"
-    return f"{where}: {err['msg']}"
+    where = ".".join(str(p) for p in err["loc"]) or "the message"
+    return f"{where} {what_is_wrong(err, mapping='a JSON object', unknown_key='ignored')}"
 
 
 def _reasons(exc: ValidationError) -> str:

@@ -7,7 +7,7 @@ live service and `simulate`. Pydantic lives only at the edges (config.py, inboun
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, time, timedelta
 from functools import cached_property
 from typing import Any, Literal
@@ -415,6 +415,12 @@ class NudgeSummary:
     acknowledged: bool = False
     data: tuple[tuple[str, Any], ...] = ()  # the nudge's own numbers, so a snooze keeps them
     expires_at: datetime | None = None
+
+    @classmethod
+    def of(cls, nudge: Nudge) -> NudgeSummary:
+        """The summary of a nudge that went out (not yet acknowledged)."""
+        shared = {f.name for f in fields(cls)} - {"acknowledged"}
+        return cls(**{name: getattr(nudge, name) for name in shared})
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,44 @@ def read_credentials(cfg: BrokerConfig) -> Credentials:
     return Credentials(username, password)
 
 
+def make_client(
+    cfg: BrokerConfig,
+    client_id: str,
+    *,
+    persistent: bool = False,
+    manual_ack: bool = False,
+    on_socket_open: Any = None,
+) -> mqtt.Client:
+    """The one place a paho client is made: protocol, session, credentials and TLS from the
+    config, for the service and for `status` and `publish-example` alike."""
+    v5 = cfg.protocol == "5"
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        # MQTT 5: clean start is chosen at connect; 3.1.1: a persistent session or not.
+        clean_session=None if v5 else not persistent,
+        manual_ack=manual_ack,
+    )
+    client.enable_logger(logging.getLogger("paho"))
+    creds = read_credentials(cfg)
+    if creds.username is not None:
+        client.username_pw_set(creds.username, creds.password)
+    if cfg.tls is not None:
+        client.tls_set(
+            ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
+            certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
+            keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+        if cfg.tls.insecure:
+            log.warning("TLS hostname verification is OFF (broker.tls.insecure: true)")
+            client.tls_insecure_set(True)
+    if on_socket_open is not None:
+        client.on_socket_open = on_socket_open
+    return client
+
+
 class MqttLink:
     """One paho client with the callbacks the service needs."""
 
@@ -90,14 +128,9 @@ class MqttLink:
         self._delay = 1.0  # reconnect back-off, doubled up to 30 s
         self._outage_logged = False  # "cannot connect" said for this outage
         self._packets = 0  # messages and PUBACKs seen, to know when a read found nothing
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
-            clean_session=None if self.v5 else False,
-            manual_ack=True,
+        self.client = make_client(
+            cfg, client_id, persistent=True, manual_ack=True, on_socket_open=self._socket_open
         )
-        self.client.enable_logger(logging.getLogger("paho"))
         # No client-side cap: with one, paho rescans every outgoing message on each PUBACK
         # (quadratic in a burst). Brokers queue or refuse what they will not take in flight.
         self.client.max_inflight_messages_set(0)
@@ -107,28 +140,15 @@ class MqttLink:
         # outage within a few seconds.
         self.client.connect_timeout = 2.0
         self.client.will_set(status_topic, "offline", qos=1, retain=True)
-        creds = read_credentials(cfg)
-        if creds.username is not None:
-            self.client.username_pw_set(creds.username, creds.password)
-        if cfg.tls is not None:
-            self.client.tls_set(
-                ca_certs=str(cfg.tls.ca_file) if cfg.tls.ca_file else None,
-                certfile=str(cfg.tls.cert_file) if cfg.tls.cert_file else None,
-                keyfile=str(cfg.tls.key_file) if cfg.tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            if cfg.tls.insecure:
-                log.warning("TLS hostname verification is OFF (broker.tls.insecure: true)")
-                self.client.tls_insecure_set(True)
         self.client.on_connect = self._connect
         self.client.on_disconnect = self._disconnect
         self.client.on_message = self._message
         self.client.on_publish = self._publish
-        self.client.on_socket_open = self._socket_open
 
-    # -- paho callbacks (network thread)
+    # -- paho callbacks (in the worker's thread: it pumps the loop)
 
-    def _socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    @staticmethod
+    def _socket_open(client: mqtt.Client, userdata: Any, sock: Any) -> None:
         # Nagle's algorithm would hold small nudges back for up to 40 ms.
         if isinstance(sock, socket.socket | ssl.SSLSocket):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

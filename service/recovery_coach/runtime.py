@@ -214,8 +214,7 @@ def choose_broker(cfg: Config) -> tuple[BrokerConfig, EmbeddedBroker | None]:
     if cfg.broker is not None:
         return cfg.broker, None
     host, port = cfg.embedded_broker.host, cfg.embedded_broker.port
-    # amqtt speaks MQTT 3.1.1 only.
-    broker = BrokerConfig(host=host, port=port, protocol="3.1.1")
+    broker = cfg.broker_to_use()
     if port_free(host, port):
         embedded = EmbeddedBroker(host, port)
         embedded.start()

@@ -27,6 +27,7 @@ from .inbound import Refused
 from .message_handler import MessageHandler
 from .mqtt_link import Inbound
 from .outbox import Outbox
+from .reasons import what_is_wrong
 from .store import SqlRepository, make_engine
 from .store import jobs as job_table
 from .topics import Topics
@@ -106,17 +107,14 @@ def _line_reason(exc: ValidationError) -> str:
         return f"not valid JSON; each line is one object like {LINE_SHAPE}"
     if kind in ("model_type", "json_type", "dict_type") and not where:
         return f"must be a JSON object like {LINE_SHAPE}"
-    if kind == "extra_forbidden":
-        return f"{where} is not a known key (a line has topic, payload and received_at)"
-    if kind == "missing":
-        return f"{where} is required"
     if where == "received_at":
         return "received_at must be an ISO 8601 time with an offset, e.g. 2026-03-01T18:30:00+01:00"
     if where.startswith("payload"):
         return "payload must be a JSON object, or a string holding the raw message body"
-    if where == "topic":
-        return "topic must be text"
-    return f"{where}: {err['msg']}"
+    words = what_is_wrong(
+        err, mapping="a JSON object", unknown_key="a line has topic, payload and received_at"
+    )
+    return f"{where} {words}"
 
 
 @dataclass

@@ -9,42 +9,18 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from .config import BrokerConfig, Config
-from .mqtt_link import read_credentials
-
-
-def _broker(cfg: Config) -> BrokerConfig:
-    if cfg.broker is not None:
-        return cfg.broker
-    return BrokerConfig(
-        host=cfg.embedded_broker.host, port=cfg.embedded_broker.port, protocol="3.1.1"
-    )
+from .mqtt_link import make_client
 
 
 def _client(b: BrokerConfig) -> mqtt.Client:
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"recovery-coach-cli-{uuid.uuid4().hex[:8]}",
-        protocol=mqtt.MQTTv5 if b.protocol == "5" else mqtt.MQTTv311,
-    )
-    creds = read_credentials(b)
-    if creds.username is not None:
-        client.username_pw_set(creds.username, creds.password)
-    if b.tls is not None:
-        client.tls_set(
-            ca_certs=str(b.tls.ca_file) if b.tls.ca_file else None,
-            certfile=str(b.tls.cert_file) if b.tls.cert_file else None,
-            keyfile=str(b.tls.key_file) if b.tls.key_file else None,
-        )
-        client.tls_insecure_set(b.tls.insecure)
-    return client
+    return make_client(b, f"recovery-coach-cli-{uuid.uuid4().hex[:8]}")
 
 
 def print_status(cfg: Config, timeout: float) -> int:
     """Print the service's retained status and diagnostics; exit 0 when it is online."""
-    b = _broker(cfg)
+    b = cfg.broker_to_use()
     got: dict[str, bytes] = {}
     done = threading.Event()
     status_t, diag_t = f"{cfg.base_topic}/status", f"{cfg.base_topic}/diagnostics"
@@ -87,7 +63,7 @@ def publish_example(cfg: Config, user: str | None) -> int:
     if user not in cfg.users:
         print(f"'{user}' is not a user in the config")
         return 2
-    b = _broker(cfg)
+    b = cfg.broker_to_use()
     client = _client(b)
     nudge_topic = f"{cfg.base_topic}/{user}/nudge"
 

@@ -7,6 +7,7 @@ publish with a PUBACK on the next pump, as a broker would.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -57,6 +58,8 @@ class MemoryTransport:
         pubacks, self._pubacks = self._pubacks, []
         for mid in pubacks:
             self.on_published(mid)
+        if not pubacks and timeout > 0:
+            time.sleep(timeout)  # as select() waits on a quiet socket
 
     def publish(
         self,
