@@ -1,179 +1,41 @@
-"""The durable store: user state, handled events, the nudge outbox and APScheduler's jobs.
+"""The handler's repository and the batch's unit of work, over the store.
 
-One SQLAlchemy engine (SQLite by default, any URL by config). A batch of inbound messages is
-written in ONE transaction: states, handled event ids, outbox rows and APScheduler job rows
-together, so an event is acknowledged to the broker only once all of its decisions are
-stored, and a kill -9 at any point leaves either all of them or none.
+A batch of inbound messages is written in ONE transaction: states, handled event ids,
+outbox rows, APScheduler job rows, PUBACK marks and housekeeping together, so an event is
+acknowledged to the broker only once all of its decisions are stored, and a kill -9 at any
+point leaves either all of them or none. The worker thread is the only writer of batches;
+start-up's user reconciliation (`set_users`, `remove_user`) runs before it starts.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from pydantic import TypeAdapter
-from sqlalchemy import (
-    Column,
-    Engine,
-    Float,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    select,
-    update,
+from sqlalchemy import Engine, delete, func, insert, select, update
+
+from ..jobs import DAY_PREFIX, JOBS_TABLE, JobRow, day_job_user, day_jobs_of, is_day_job
+from ..models import Nudge, Profile, UserState
+from .schema import (
+    CANCELLED,
+    EVENT_IDS_KEPT_S,
+    EXPIRED,
+    NUDGES_KEPT_S,
+    PENDING,
+    PUBLISHED,
+    OutboxRow,
+    decode_state,
+    encode_state,
+    jobs,
+    meta,
+    nudges,
+    outbox_row,
+    ts,
+    users,
 )
-from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
-
-from .jobs import DAY_PREFIX, JOBS_TABLE, JobRow, day_job_user, day_jobs_of, is_day_job, job_table
-from .models import Nudge, Profile, UserState
-
-metadata = MetaData()
-
-user_states = Table(
-    "rc_user_states",
-    metadata,
-    Column("user_id", String(32), primary_key=True),
-    Column("state", Text, nullable=False),
-    Column("updated_at", Float, nullable=False),
-)
-
-handled_events = Table(
-    "rc_handled_events",
-    metadata,
-    Column("user_id", String(32), primary_key=True),
-    Column("event_id", String(160), primary_key=True),
-    Column("handled_at", Float, nullable=False, index=True),
-)
-
-# The outbox: every nudge decided, until it is published (PUBACK), cancelled or expired.
-nudges = Table(
-    "rc_nudges",
-    metadata,
-    Column("nudge_id", String(64), primary_key=True),
-    Column("user_id", String(32), nullable=False, index=True),
-    Column("due_at", Float, nullable=False, index=True),
-    Column("expires_at", Float, nullable=True),
-    Column("status", String(12), nullable=False, index=True),
-    Column("payload", Text, nullable=False),  # the contract's JSON: the nudge itself
-    # Schema 1 pickled the Nudge here (a renamed field broke stored rows); written empty
-    # since schema 2, kept so that a schema-1 database needs no table rewrite.
-    Column("nudge", LargeBinary, nullable=False),
-    Column("published_at", Float, nullable=True),
-)
-
-users = Table(
-    "rc_users",
-    metadata,
-    Column("user_id", String(32), primary_key=True),
-    Column("announced_at", Float, nullable=False),
-)
-
-# Small facts about the service itself (e.g. what was last announced to Home Assistant).
-meta = Table(
-    "rc_meta",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", Text, nullable=False),
-)
-
-# APScheduler's own table (jobs.py declares it as SQLAlchemyJobStore does), so that job rows
-# are written in our transaction; the job store reads and removes them.
-jobs = job_table(metadata)
-
-PENDING, PUBLISHED, CANCELLED, EXPIRED = "pending", "published", "cancelled", "expired"
-# Handled event ids outlive the 14 days after which an event is refused as too old anyway.
-EVENT_IDS_KEPT_S = 15 * 24 * 3600.0
-# A finished nudge's row is what says "sent, never again"; the rules re-derive nudges only
-# from the last 72 hours, so a row a week past its useful life can go.
-NUDGES_KEPT_S = 8 * 24 * 3600.0
-CHUNK = 400  # ids per IN (...) list: well under SQLite's 999 bound parameters
-
-_state_codec: TypeAdapter[UserState] = TypeAdapter(UserState)
-
-
-def encode_state(state: UserState) -> str:
-    return _state_codec.dump_json(state).decode()
-
-
-def decode_state(text: str) -> UserState:
-    return _state_codec.validate_json(text)
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
-    cur = dbapi_conn.cursor()
-    # WAL + synchronous=NORMAL: a committed transaction survives a killed process (kill -9);
-    # only a power cut can lose the last commits, and never half of one.
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.close()
-
-
-def make_engine(url: str) -> Engine:
-    if url in ("sqlite://", "sqlite:///:memory:"):
-        # In memory (`simulate`): one connection, or each would be a database of its own.
-        engine = create_engine(url, connect_args={"check_same_thread": False}, poolclass=StaticPool)
-    elif url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=4)
-        event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=4)
-    metadata.create_all(engine)
-    migrate(engine)
-    return engine
-
-
-SCHEMA_VERSION = 2  # 1: outbox rows pickled their Nudge; 2: the payload JSON is the nudge
-
-
-class SchemaTooNewError(RuntimeError):
-    """The store was written by a newer Recovery Coach: refuse rather than misread it."""
-
-
-def migrate(engine: Engine) -> None:
-    """Bring the store to SCHEMA_VERSION, one step at a time, in one transaction each.
-
-    1 -> 2: nothing to rewrite (every schema-1 row also holds its payload JSON, which is
-    now what is read); new rows leave the pickle column empty.
-    """
-    with engine.begin() as conn:
-        found = conn.execute(select(meta.c.value).where(meta.c.key == "schema")).scalar()
-        version = int(found) if found is not None else 1
-        if version > SCHEMA_VERSION:
-            raise SchemaTooNewError(
-                f"the store is at schema {version}; this Recovery Coach reads up to "
-                f"{SCHEMA_VERSION}: upgrade it, or point `store` at another database"
-            )
-        if version < SCHEMA_VERSION:
-            conn.execute(delete(meta).where(meta.c.key == "schema"))
-            conn.execute(insert(meta).values(key="schema", value=str(SCHEMA_VERSION)))
-
-
-def ts(t: datetime) -> float:
-    return t.timestamp()
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    nudge_id: str
-    user_id: str
-    due_at: float
-    expires_at: float | None
-    status: str
-    nudge: Nudge
-    payload: str  # the JSON published, as written when the nudge was decided
+from .sql import CHUNK, RawSql, marks
 
 
 class SqlRepository:
@@ -204,50 +66,7 @@ class SqlRepository:
         self._seen_known: set[tuple[str, str]] = set()
         self._existing: dict[str, str] | None = None  # staged nudge id -> stored status
         self._state_rows: set[str] = set()  # users whose state row exists in the store
-        # The worker's own DBAPI connection for the hot path: plain SQL, no SQL compilation,
-        # no pool checkout per statement (that overhead was most of an event's cost).
-        self._raw: Any = None
-        self._qmark = engine.dialect.paramstyle == "qmark"
-
-    # -- the hot path: plain SQL on the worker's connection
-
-    def _sql(self, text: str) -> str:
-        return text if self._qmark else text.replace("?", "%s")
-
-    def _cursor(self) -> Any:
-        if self._raw is None:
-            self._raw = self.engine.raw_connection()
-        return self._raw.cursor()
-
-    def _query(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
-        cur = self._cursor()
-        try:
-            cur.execute(self._sql(text), params)
-            return list(cur.fetchall())
-        finally:
-            cur.close()
-
-    def _exec(self, cur: Any, text: str, params: Sequence[Any]) -> None:
-        cur.execute(self._sql(text), params)
-
-    def _many(self, cur: Any, text: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            cur.executemany(self._sql(text), rows)
-
-    def end_reads(self) -> None:
-        """End the read transaction a driver may have opened (PostgreSQL), between batches."""
-        if self._raw is not None:
-            try:
-                self._raw.rollback()
-            except Exception:
-                self._drop_raw()
-                raise
-
-    def _drop_raw(self) -> None:
-        raw, self._raw = self._raw, None
-        if raw is not None:
-            with contextlib.suppress(Exception):  # already gone
-                raw.invalidate()  # a broken connection is not returned to the pool
+        self.sql = RawSql(engine)
 
     # -- Repository protocol (message_handler.Repository)
 
@@ -255,7 +74,7 @@ class SqlRepository:
         if user in self._staged_states:
             return self._staged_states[user]
         if user not in self._states:
-            rows = self._query("SELECT state FROM rc_user_states WHERE user_id = ?", (user,))
+            rows = self.sql.query("SELECT state FROM rc_user_states WHERE user_id = ?", (user,))
             text = rows[0][0] if rows else None
             self._states[user] = decode_state(text) if text else UserState()
             if text:
@@ -268,7 +87,7 @@ class SqlRepository:
             return self._staged_states[user]
         if user in self._states:
             return self._states[user]
-        rows = self._query("SELECT state FROM rc_user_states WHERE user_id = ?", (user,))
+        rows = self.sql.query("SELECT state FROM rc_user_states WHERE user_id = ?", (user,))
         return decode_state(rows[0][0]) if rows and rows[0][0] else UserState()
 
     def prefetch_seen(self, keys: Iterable[tuple[str, str]]) -> None:
@@ -278,9 +97,9 @@ class SqlRepository:
             chunk = todo[i : i + CHUNK]
             users = sorted({u for u, _ in chunk})
             events = sorted({e for _, e in chunk})
-            rows = self._query(
+            rows = self.sql.query(
                 f"SELECT user_id, event_id FROM rc_handled_events WHERE user_id IN "
-                f"({_marks(len(users))}) AND event_id IN ({_marks(len(events))})",
+                f"({marks(len(users))}) AND event_id IN ({marks(len(events))})",
                 [*users, *events],
             )
             self._seen_known.update((r[0], r[1]) for r in rows)
@@ -292,23 +111,19 @@ class SqlRepository:
             return True
         if key in self._seen_checked:
             return False
-        rows = self._query(
+        rows = self.sql.query(
             "SELECT 1 FROM rc_handled_events WHERE user_id = ? AND event_id = ?", (user, event_id)
         )
         return bool(rows)
 
     def published(self, nudge_ids: Sequence[str]) -> set[str]:
         done = {i for i in nudge_ids if i in self._staged_published}
-        ids = list(nudge_ids)
-        for i in range(0, len(ids), CHUNK):
-            chunk = ids[i : i + CHUNK]
-            rows = self._query(
-                f"SELECT nudge_id FROM rc_nudges WHERE nudge_id IN ({_marks(len(chunk))}) "
-                "AND status = ?",
-                [*chunk, PUBLISHED],
-            )
-            done.update(r[0] for r in rows)
-        return done
+        rows = self.sql.select_in(
+            "SELECT nudge_id FROM rc_nudges WHERE nudge_id IN ({}) AND status = ?",
+            list(nudge_ids),
+            after=(PUBLISHED,),
+        )
+        return done | {r[0] for r in rows}
 
     def save(
         self,
@@ -353,30 +168,30 @@ class SqlRepository:
     def writable(self) -> bool:
         """Whether the store takes a write now (a failed batch: the store, or one message?)."""
         try:
-            cur = self._cursor()
-            self._exec(cur, "DELETE FROM rc_meta WHERE key = ?", ("probe",))
-            self._exec(cur, "INSERT INTO rc_meta (key, value) VALUES (?, ?)", ("probe", "1"))
+            cur = self.sql.cursor()
+            self.sql.execute(cur, "DELETE FROM rc_meta WHERE key = ?", ("probe",))
+            self.sql.execute(cur, "INSERT INTO rc_meta (key, value) VALUES (?, ?)", ("probe", "1"))
             cur.close()
-            self._raw.commit()
+            self.sql.commit()
             return True
         except Exception:
-            self._abort()
+            self.sql.abort()
             return False
+
+    def end_reads(self) -> None:
+        """Between batches: end the read transaction a driver may have opened."""
+        self.sql.end_reads()
 
     def resolve_staged(self) -> set[str]:
         """Drop staged nudges that already went out; returns their ids. A cancelled or
         expired one planned again (a visit that went on after a geofence flap, a deferral)
         is planned again. One query per batch for what `published` asks per event; it also
         tells `_write` which staged ids are new (plain inserts)."""
-        self._existing = {}
         ids = list(self._staged_nudges)
-        for i in range(0, len(ids), CHUNK):
-            chunk = ids[i : i + CHUNK]
-            rows = self._query(
-                f"SELECT nudge_id, status FROM rc_nudges WHERE nudge_id IN ({_marks(len(chunk))})",
-                chunk,
-            )
-            self._existing.update((r[0], r[1]) for r in rows)
+        rows = self.sql.select_in(
+            "SELECT nudge_id, status FROM rc_nudges WHERE nudge_id IN ({})", ids
+        )
+        self._existing = {r[0]: r[1] for r in rows}
         done = {i for i, status in self._existing.items() if status == PUBLISHED}
         done.update(i for i in ids if i in self._staged_published)
         for nudge_id in done:
@@ -399,29 +214,21 @@ class SqlRepository:
     def commit(self) -> None:
         """Write everything staged in one transaction."""
         now = time.time()
-        self._cursor().close()  # make sure the connection exists
-        cur = self._raw.cursor()
+        cur = self.sql.cursor()
         try:
             self._write(cur, now)
             cur.close()
-            self._raw.commit()
+            self.sql.commit()
         except BaseException:
-            self._abort()
+            self.sql.abort()
             raise
         self._states.update(self._staged_states)
         self._state_rows.update(self._staged_states)
         self._clear()
 
-    def _abort(self) -> None:
-        try:
-            if self._raw is not None:
-                self._raw.rollback()
-        except Exception:
-            self._drop_raw()
-
     def rollback(self) -> None:
         """Forget everything staged (the batch failed; its messages stay unacknowledged)."""
-        self._abort()
+        self.sql.abort()
         self._clear()
 
     def _clear(self) -> None:
@@ -453,7 +260,7 @@ class SqlRepository:
             # never loaded in this process) are replaced.
             old = [u for u in self._staged_states if u in self._state_rows]
             new = [u for u in self._staged_states if u not in self._state_rows]
-            self._many(
+            self.sql.many(
                 cur,
                 "UPDATE rc_user_states SET state = ?, updated_at = ? WHERE user_id = ?",
                 [(encode_state(self._staged_states[u]), now, u) for u in old],
@@ -461,15 +268,15 @@ class SqlRepository:
             if old and cur.rowcount != len(old):  # a row we thought was there is not
                 new += old
             if new:
-                self._in(cur, "DELETE FROM rc_user_states WHERE user_id IN ({})", new)
-                self._many(
+                self.sql.execute_in(cur, "DELETE FROM rc_user_states WHERE user_id IN ({})", new)
+                self.sql.many(
                     cur,
                     "INSERT INTO rc_user_states (user_id, state, updated_at) VALUES (?, ?, ?)",
                     [(u, encode_state(self._staged_states[u]), now) for u in new],
                 )
         # A message's first delivery may reuse the id of an old one (a packet id that came
         # round again, see inbound.derived_event_id): the row is already there.
-        self._many(
+        self.sql.many(
             cur,
             "INSERT INTO rc_handled_events (user_id, event_id, handled_at) VALUES (?, ?, ?) "
             "ON CONFLICT (user_id, event_id) DO UPDATE SET handled_at = excluded.handled_at",
@@ -480,38 +287,38 @@ class SqlRepository:
         replaced = [i for i in self._staged_nudges if i in existing]
         gone = set(self._staged_cancel) | set(replaced)
         gone.update(j for j in self._staged_jobs if is_day_job(j) or j in existing)
-        self._in(cur, f"DELETE FROM {JOBS_TABLE} WHERE id IN ({{}})", sorted(gone))
-        self._in(
+        self.sql.execute_in(cur, f"DELETE FROM {JOBS_TABLE} WHERE id IN ({{}})", sorted(gone))
+        self.sql.execute_in(
             cur,
             "UPDATE rc_nudges SET status = ? WHERE nudge_id IN ({}) AND status = ?",
             sorted(self._staged_cancel),
             (CANCELLED,),
             (PENDING,),
         )
-        self._in(
+        self.sql.execute_in(
             cur,
             "DELETE FROM rc_nudges WHERE nudge_id IN ({}) AND status <> ?",
             replaced,
             (),
             (PUBLISHED,),
         )
-        self._many(
+        self.sql.many(
             cur,
             "INSERT INTO rc_nudges (nudge_id, user_id, due_at, expires_at, status, payload, nudge) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [self._outbox_values(n) for n in self._staged_nudges.values()],
         )
-        self._many(
+        self.sql.many(
             cur,
             f"INSERT INTO {JOBS_TABLE} (id, next_run_time, job_state) VALUES (?, ?, ?)",
             [(j.job_id, j.next_run_time, j.state) for j in self._staged_jobs.values()],
         )
-        self._many(
+        self.sql.many(
             cur,
             "UPDATE rc_nudges SET status = ?, published_at = ? WHERE nudge_id = ? AND status = ?",
             [(PUBLISHED, at, i, PENDING) for i, at in self._staged_published.items()],
         )
-        self._in(
+        self.sql.execute_in(
             cur,
             "UPDATE rc_nudges SET status = ? WHERE nudge_id IN ({}) AND status = ?",
             sorted(self._staged_expired),
@@ -521,38 +328,27 @@ class SqlRepository:
         if self._staged_prune is not None:
             self._prune(cur, self._staged_prune)
         if self._staged_meta:
-            self._in(cur, "DELETE FROM rc_meta WHERE key IN ({})", sorted(self._staged_meta))
-            self._many(
+            self.sql.execute_in(
+                cur, "DELETE FROM rc_meta WHERE key IN ({})", sorted(self._staged_meta)
+            )
+            self.sql.many(
                 cur,
                 "INSERT INTO rc_meta (key, value) VALUES (?, ?)",
                 sorted(self._staged_meta.items()),
             )
 
     def _prune(self, cur: Any, now: float) -> None:
-        self._exec(
+        self.sql.execute(
             cur, "DELETE FROM rc_handled_events WHERE handled_at < ?", (now - EVENT_IDS_KEPT_S,)
         )
         # Finished rows, and pending ones whose useful life ended long ago (no job sends
         # them: a missed job marks its nudge expired, a deleted user's are cancelled).
-        self._exec(
+        self.sql.execute(
             cur,
             "DELETE FROM rc_nudges WHERE COALESCE(expires_at, due_at) < ? "
             "AND (status <> ? OR expires_at IS NOT NULL)",
             (now - NUDGES_KEPT_S, PENDING),
         )
-
-    def _in(
-        self,
-        cur: Any,
-        template: str,
-        ids: Sequence[str],
-        before: tuple[Any, ...] = (),
-        after: tuple[Any, ...] = (),
-    ) -> None:
-        """Run `template` (one `{}` for the IN list) over ids, CHUNK at a time."""
-        for i in range(0, len(ids), CHUNK):
-            chunk = list(ids[i : i + CHUNK])
-            self._exec(cur, template.format(_marks(len(chunk))), [*before, *chunk, *after])
 
     def _outbox_values(self, n: Nudge) -> tuple[Any, ...]:
         payload = json.dumps(n.payload(self.profiles[n.user].tz), ensure_ascii=False)
@@ -574,18 +370,17 @@ class SqlRepository:
 
     def outbox_many(self, nudge_ids: Sequence[str]) -> dict[str, OutboxRow]:
         """Outbox rows by id, one query per CHUNK ids (the nudges a batch fires)."""
-        found: dict[str, OutboxRow] = {}
-        for i in range(0, len(nudge_ids), CHUNK):
-            chunk = list(nudge_ids[i : i + CHUNK])
-            rows = self._query(
-                "SELECT nudge_id, user_id, due_at, expires_at, status, payload "
-                f"FROM rc_nudges WHERE nudge_id IN ({_marks(len(chunk))})",
-                chunk,
+        rows = self.sql.select_in(
+            "SELECT nudge_id, user_id, due_at, expires_at, status, payload "
+            "FROM rc_nudges WHERE nudge_id IN ({})",
+            list(nudge_ids),
+        )
+        return {
+            r[0]: OutboxRow(
+                r[0], r[1], r[2], r[3], r[4], Nudge.from_payload(json.loads(r[5])), r[5]
             )
-            for r in rows:
-                nudge = Nudge.from_payload(json.loads(r[5]))
-                found[r[0]] = OutboxRow(r[0], r[1], r[2], r[3], r[4], nudge, r[5])
-        return found
+            for r in rows
+        }
 
     def pending_without_job(self, due_by: float | None = None) -> list[OutboxRow]:
         """Pending nudges with no APScheduler job: published-late candidates after a restart
@@ -597,7 +392,7 @@ class SqlRepository:
             query = query.where(nudges.c.due_at <= due_by)
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(nudges.c.due_at)).all()
-        return [_outbox_row(r) for r in rows]
+        return [outbox_row(r) for r in rows]
 
     def users_with_day_job(self) -> set[str]:
         """Users whose next day start is already scheduled (their chain of days is intact)."""
@@ -658,19 +453,3 @@ class SqlRepository:
             ).scalar()
             job_count = conn.execute(select(func.count()).select_from(jobs)).scalar()
         return {"nudges_pending": int(pending or 0), "jobs": int(job_count or 0)}
-
-
-def _outbox_row(row: Any) -> OutboxRow:
-    return OutboxRow(
-        nudge_id=row.nudge_id,
-        user_id=row.user_id,
-        due_at=row.due_at,
-        expires_at=row.expires_at,
-        status=row.status,
-        nudge=Nudge.from_payload(json.loads(row.payload)),
-        payload=row.payload,
-    )
-
-
-def _marks(n: int) -> str:
-    return ", ".join("?" * n)

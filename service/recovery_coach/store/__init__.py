@@ -1,0 +1,55 @@
+"""The durable store: user state, handled events, the nudge outbox and APScheduler's jobs,
+in one SQLAlchemy engine (SQLite by default, any URL by config).
+
+- schema.py: the tables, the state codec, the engine, the schema version and migrations;
+- sql.py: the worker's own DBAPI connection (the hot path), the chunked IN written once;
+- repository.py: the handler's repository and the batch's unit of work (one transaction).
+"""
+
+from .repository import SqlRepository
+from .schema import (
+    CANCELLED,
+    EVENT_IDS_KEPT_S,
+    EXPIRED,
+    NUDGES_KEPT_S,
+    PENDING,
+    PUBLISHED,
+    SCHEMA_VERSION,
+    OutboxRow,
+    SchemaTooNewError,
+    decode_state,
+    encode_state,
+    handled_events,
+    jobs,
+    make_engine,
+    meta,
+    metadata,
+    migrate,
+    nudges,
+    user_states,
+    users,
+)
+
+__all__ = [
+    "CANCELLED",
+    "EVENT_IDS_KEPT_S",
+    "EXPIRED",
+    "NUDGES_KEPT_S",
+    "PENDING",
+    "PUBLISHED",
+    "SCHEMA_VERSION",
+    "OutboxRow",
+    "SchemaTooNewError",
+    "SqlRepository",
+    "decode_state",
+    "encode_state",
+    "handled_events",
+    "jobs",
+    "make_engine",
+    "meta",
+    "metadata",
+    "migrate",
+    "nudges",
+    "user_states",
+    "users",
+]
