@@ -688,16 +688,18 @@ def bench_punctuality(
     """n_jobs users each get a protein reminder (R8: ended_at + 60 min) due in one minute."""
     url = store.new_url("punct")
     svc = Service(workdir, "punct", port, url)
-    users = svc.write_config(n_jobs, midday_zone())
+    *users, warm_user = svc.write_config(n_jobs + 1, midday_zone())
     lc = LoadClient(port, [f"{BASE}/+/nudge"]).start()
     try:
         with running(svc):
             svc.wait_log("connected to", 120)
             # Settle: the first start plans every user's day (DayStart) and announces them.
-            warm = "warm-0"  # cardio: no protein reminder (R8 is once a day per user)
+            # A user of its own: a measured user's workout would join the warm-up's session
+            # (its nudges then name the warm-up, and one reminder looked missing).
+            warm = "warm-0"
             body = {**workout(warm, datetime.now(UTC)), "kind": "cardio", "focus": None}
             body.pop("focus")
-            lc.publish(f"{BASE}/{users[0]}/workout/completed", body)
+            lc.publish(f"{BASE}/{warm_user}/workout/completed", body)
             lc.wait(lambda: warm in lc.first, 300)
             window_start = time.time() + lead_s
             due = [window_start + 60.0 * i / n_jobs for i in range(n_jobs)]
