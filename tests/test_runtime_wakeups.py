@@ -51,7 +51,7 @@ def test_wakes_only_for_earlier_jobs_and_always_after_a_cancel(
     # sam's cooldown-done is due in 5 minutes: after the job APScheduler already wakes for
     upper = {"ended_at": iso(now), "kind": "strength", "focus": "upper"}
     svc.worker.safely([_msg("workout/completed", {**upper, "event_id": "w-sam"}, user="sam")])
-    assert svc.repo.counts()["jobs"] > 4  # sam's jobs were written
+    assert svc.repo.queries.counts()["jobs"] > 4  # sam's jobs were written
     assert wakeup.call_count == 2  # later jobs only: APScheduler wakes for the earlier ones
 
     # The watch syncs the visit's real workout, upper body: the leg-day advice is cancelled.

@@ -345,7 +345,7 @@ def test_a_schema_1_store_is_read_and_marked_schema_2_and_a_newer_one_is_refused
     with engine.connect() as conn:
         version = conn.execute(select(meta.c.value).where(meta.c.key == "schema")).scalar()
     assert version == str(SCHEMA_VERSION) == "2"
-    row = SqlRepository(engine, {}).outbox("v1-nudge")
+    row = SqlRepository(engine, {}).queries.outbox("v1-nudge")
     assert row is not None
     assert row.nudge.due_at == nudge.due_at
     assert (row.nudge.title, row.nudge.evidence, row.nudge.data) == (

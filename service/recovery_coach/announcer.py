@@ -64,7 +64,7 @@ class Announcer:
         return h.hexdigest()
 
     def announced_as_now(self) -> bool:
-        return self.repo.get_meta("announced") == self.fingerprint()
+        return self.repo.queries.get_meta("announced") == self.fingerprint()
 
     def later(self) -> None:
         """Home Assistant came online. It restarts its MQTT integration in a burst; a short

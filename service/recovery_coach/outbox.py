@@ -111,7 +111,7 @@ class Outbox:
     def fire(self, fire: list[Fire], now: datetime) -> None:
         """Publish the nudges whose time has come (one outbox read for all of them)."""
         todo = [f for f in fire if not self.inflight.holds(f.nudge_id)]
-        rows = self.repo.outbox_many([f.nudge_id for f in todo]) if todo else {}
+        rows = self.repo.queries.outbox_many([f.nudge_id for f in todo]) if todo else {}
         for f in todo:
             row = rows.get(f.nudge_id)
             if row is None or row.status != PENDING or row.user_id not in self.profiles:
@@ -131,7 +131,7 @@ class Outbox:
         """Pending nudges whose time has come but that no job will fire (down, broker away)."""
         return [
             Fire(r.user_id, r.nudge_id)
-            for r in self.repo.pending_without_job(due_by=time.time())
+            for r in self.repo.queries.pending_without_job(due_by=time.time())
             if not self.inflight.holds(r.nudge_id)
         ]
 
@@ -157,7 +157,7 @@ class Outbox:
     def missed(self, job_id: str) -> None:
         if is_day_job(job_id):
             return
-        row = self.repo.outbox(job_id)
+        row = self.repo.queries.outbox(job_id)
         if row is not None and row.status == PENDING:
             self.expire(job_id, row.user_id, "its useful time passed while the service was down")
 

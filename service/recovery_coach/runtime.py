@@ -32,7 +32,7 @@ from .log_format import setup_logging
 from .message_handler import MessageHandler
 from .mqtt_link import MqttLink
 from .outbox import InFlight, Outbox
-from .store import SqlRepository, make_engine
+from .store import Members, SqlRepository, make_engine
 from .store_check import shown, store_problem
 from .topics import Topics
 from .work import Connected, DayStart, Fire, Housekeeping, Missed, PubAck, Work
@@ -54,6 +54,7 @@ class Service:
         self.profiles = cfg.profiles()
         self.engine = make_engine(cfg.store)
         self.repo = SqlRepository(self.engine, self.profiles)
+        self.members = Members(self.engine)
         # The worker drops already published nudges for a whole batch at once.
         self.handler = MessageHandler(
             cfg.base_topic, self.profiles, self.repo, filter_published=False
@@ -126,7 +127,7 @@ class Service:
         self._thread.start()
         # Each day start schedules the next; only users without one (new, or whose chain a
         # long outage broke) need their day planned now.
-        planned = self.repo.users_with_day_job()
+        planned = self.repo.queries.users_with_day_job()
         for user in sorted(set(self.profiles) - planned):
             self.queue.put(DayStart(user))
         self.link.start()
@@ -161,17 +162,17 @@ class Service:
 
     def _reconcile_users(self) -> None:
         """Users removed from the config lose their jobs; added users get theirs (DayStart)."""
-        known = self.repo.known_users()
+        known = self.members.known()
         removed = known - set(self.profiles)
         for user in sorted(removed):
-            n = self.repo.remove_user(user)
+            n = self.members.remove(user)
             log.info("user %s left the config: %d pending nudge(s) cancelled", user, n)
         added = set(self.profiles) - known
         if added:
             names = sorted(added)
             more = f" and {len(names) - 20} more" if len(names) > 20 else ""
             log.info("new user(s): %s%s", ", ".join(names[:20]), more)
-        self.repo.set_users(self.profiles, known)
+        self.members.record(self.profiles, known)
         self.announcer.removed_users = removed
         self.announcer.added_users = added
 
@@ -180,7 +181,7 @@ class Service:
     def diagnostics(self) -> dict[str, Any]:
         counts: dict[str, int | None]
         try:
-            counts = dict(self.repo.counts())
+            counts = dict(self.repo.queries.counts())
         except Exception:  # the store is failing: say so, without its counts
             counts = {"jobs": None, "nudges_pending": None}
         return {

@@ -3,9 +3,11 @@ in one SQLAlchemy engine (SQLite by default, any URL by config).
 
 - schema.py: the tables, the state codec, the engine, the schema version and migrations;
 - sql.py: the worker's own DBAPI connection (the hot path), the chunked IN written once;
-- repository.py: the handler's repository and the batch's unit of work (one transaction).
+- repository.py: the handler's repository and the batch's unit of work (one transaction);
+- queries.py: the shell's reads, and the start-up writes of who the users are.
 """
 
+from .queries import Members, Queries
 from .repository import SqlRepository
 from .schema import (
     CANCELLED,
@@ -38,7 +40,9 @@ __all__ = [
     "PENDING",
     "PUBLISHED",
     "SCHEMA_VERSION",
+    "Members",
     "OutboxRow",
+    "Queries",
     "SchemaTooNewError",
     "SqlRepository",
     "decode_state",

@@ -4,7 +4,7 @@ A batch of inbound messages is written in ONE transaction: states, handled event
 outbox rows, APScheduler job rows, PUBACK marks and housekeeping together, so an event is
 acknowledged to the broker only once all of its decisions are stored, and a kill -9 at any
 point leaves either all of them or none. The worker thread is the only writer of batches;
-start-up's user reconciliation (`set_users`, `remove_user`) runs before it starts.
+start-up's user reconciliation (`queries.Members`) runs before it starts.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine
 
-from ..jobs import DAY_PREFIX, JOBS_TABLE, JobRow, day_job_user, day_jobs_of, is_day_job
+from ..jobs import JOBS_TABLE, JobRow, is_day_job
 from ..models import Nudge, Profile, UserState
+from .queries import Queries
 from .schema import (
     CANCELLED,
     EVENT_IDS_KEPT_S,
@@ -25,15 +26,9 @@ from .schema import (
     NUDGES_KEPT_S,
     PENDING,
     PUBLISHED,
-    OutboxRow,
     decode_state,
     encode_state,
-    jobs,
-    meta,
-    nudges,
-    outbox_row,
     ts,
-    users,
 )
 from .sql import CHUNK, RawSql, marks
 
@@ -67,6 +62,7 @@ class SqlRepository:
         self._existing: dict[str, str] | None = None  # staged nudge id -> stored status
         self._state_rows: set[str] = set()  # users whose state row exists in the store
         self.sql = RawSql(engine)
+        self.queries = Queries(engine, self.sql)
 
     # -- Repository protocol (message_handler.Repository)
 
@@ -365,91 +361,6 @@ class SqlRepository:
 
     # -- reads for the shell
 
-    def outbox(self, nudge_id: str) -> OutboxRow | None:
-        return self.outbox_many([nudge_id]).get(nudge_id)
-
-    def outbox_many(self, nudge_ids: Sequence[str]) -> dict[str, OutboxRow]:
-        """Outbox rows by id, one query per CHUNK ids (the nudges a batch fires)."""
-        rows = self.sql.select_in(
-            "SELECT nudge_id, user_id, due_at, expires_at, status, payload "
-            "FROM rc_nudges WHERE nudge_id IN ({})",
-            list(nudge_ids),
-        )
-        return {
-            r[0]: OutboxRow(
-                r[0], r[1], r[2], r[3], r[4], Nudge.from_payload(json.loads(r[5])), r[5]
-            )
-            for r in rows
-        }
-
-    def pending_without_job(self, due_by: float | None = None) -> list[OutboxRow]:
-        """Pending nudges with no APScheduler job: published-late candidates after a restart
-        (only those due by `due_by`, when given: 200,000 pending nudges took a second)."""
-        query = select(nudges).where(
-            nudges.c.status == PENDING, nudges.c.nudge_id.not_in(select(jobs.c.id))
-        )
-        if due_by is not None:
-            query = query.where(nudges.c.due_at <= due_by)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(nudges.c.due_at)).all()
-        return [outbox_row(r) for r in rows]
-
-    def users_with_day_job(self) -> set[str]:
-        """Users whose next day start is already scheduled (their chain of days is intact)."""
-        with self.engine.connect() as conn:
-            ids = conn.execute(select(jobs.c.id).where(jobs.c.id.like(f"{DAY_PREFIX}%")))
-            return {u for u in map(day_job_user, ids.scalars()) if u is not None}
-
-    def known_users(self) -> set[str]:
-        with self.engine.connect() as conn:
-            return {r[0] for r in conn.execute(select(users.c.user_id))}
-
-    def set_users(self, user_ids: Iterable[str], known: set[str] | None = None) -> None:
-        wanted = set(user_ids)
-        with self.engine.begin() as conn:
-            if known is None:
-                known = {r[0] for r in conn.execute(select(users.c.user_id))}
-            if known - wanted:
-                conn.execute(delete(users).where(users.c.user_id.in_(list(known - wanted))))
-            if wanted - known:
-                conn.execute(
-                    insert(users),
-                    [{"user_id": u, "announced_at": time.time()} for u in wanted - known],
-                )
-
-    def remove_user(self, user: str) -> int:
-        """Drop a user's pending nudges and jobs (the user left the config); returns how many."""
-        with self.engine.begin() as conn:
-            ids = [
-                r[0]
-                for r in conn.execute(
-                    select(nudges.c.nudge_id).where(
-                        nudges.c.user_id == user, nudges.c.status == PENDING
-                    )
-                )
-            ]
-            if ids:
-                conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
-                conn.execute(
-                    update(nudges).where(nudges.c.nudge_id.in_(ids)).values(status=CANCELLED)
-                )
-            conn.execute(delete(jobs).where(jobs.c.id.like(day_jobs_of(user))))
-        self._states.pop(user, None)
-        return len(ids)
-
-    def get_meta(self, key: str) -> str | None:
-        with self.engine.connect() as conn:
-            value = conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
-        return None if value is None else str(value)
-
     def stage_meta(self, key: str, value: str) -> None:
         """A fact about the service itself, written with the next commit."""
         self._staged_meta[key] = value
-
-    def counts(self) -> dict[str, int]:
-        with self.engine.connect() as conn:
-            pending = conn.execute(
-                select(func.count()).select_from(nudges).where(nudges.c.status == PENDING)
-            ).scalar()
-            job_count = conn.execute(select(func.count()).select_from(jobs)).scalar()
-        return {"nudges_pending": int(pending or 0), "jobs": int(job_count or 0)}

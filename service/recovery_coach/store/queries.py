@@ -1,0 +1,115 @@
+"""What the shell reads from the store outside a batch's unit of work, and the start-up writes
+that say who the users are (before the worker starts, each in a transaction of its own)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import Engine, delete, func, insert, select, update
+
+from ..jobs import DAY_PREFIX, day_job_user, day_jobs_of
+from ..models import Nudge
+from .schema import CANCELLED, PENDING, OutboxRow, jobs, meta, nudges, outbox_row, users
+from .sql import RawSql
+
+
+class Queries:
+    """Reads: the outbox by id (on the worker's own connection, in its batch), and what
+    start-up, recovery and diagnostics ask (pooled connections)."""
+
+    def __init__(self, engine: Engine, sql: RawSql) -> None:
+        self.engine = engine
+        self.sql = sql
+
+    def outbox(self, nudge_id: str) -> OutboxRow | None:
+        return self.outbox_many([nudge_id]).get(nudge_id)
+
+    def outbox_many(self, nudge_ids: Sequence[str]) -> dict[str, OutboxRow]:
+        """Outbox rows by id, one query per CHUNK ids (the nudges a batch fires)."""
+        rows = self.sql.select_in(
+            "SELECT nudge_id, user_id, due_at, expires_at, status, payload "
+            "FROM rc_nudges WHERE nudge_id IN ({})",
+            list(nudge_ids),
+        )
+        return {
+            r[0]: OutboxRow(
+                r[0], r[1], r[2], r[3], r[4], Nudge.from_payload(json.loads(r[5])), r[5]
+            )
+            for r in rows
+        }
+
+    def pending_without_job(self, due_by: float | None = None) -> list[OutboxRow]:
+        """Pending nudges with no APScheduler job: published-late candidates after a restart
+        (only those due by `due_by`, when given: 200,000 pending nudges took a second)."""
+        query = select(nudges).where(
+            nudges.c.status == PENDING, nudges.c.nudge_id.not_in(select(jobs.c.id))
+        )
+        if due_by is not None:
+            query = query.where(nudges.c.due_at <= due_by)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(nudges.c.due_at)).all()
+        return [outbox_row(r) for r in rows]
+
+    def users_with_day_job(self) -> set[str]:
+        """Users whose next day start is already scheduled (their chain of days is intact)."""
+        with self.engine.connect() as conn:
+            ids = conn.execute(select(jobs.c.id).where(jobs.c.id.like(f"{DAY_PREFIX}%")))
+            return {u for u in map(day_job_user, ids.scalars()) if u is not None}
+
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
+        return None if value is None else str(value)
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            pending = conn.execute(
+                select(func.count()).select_from(nudges).where(nudges.c.status == PENDING)
+            ).scalar()
+            job_count = conn.execute(select(func.count()).select_from(jobs)).scalar()
+        return {"nudges_pending": int(pending or 0), "jobs": int(job_count or 0)}
+
+
+class Members:
+    """Who the users are: recorded at start, and the pending work of those who left."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def known(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return {r[0] for r in conn.execute(select(users.c.user_id))}
+
+    def record(self, user_ids: Iterable[str], known: set[str] | None = None) -> None:
+        wanted = set(user_ids)
+        with self.engine.begin() as conn:
+            if known is None:
+                known = {r[0] for r in conn.execute(select(users.c.user_id))}
+            if known - wanted:
+                conn.execute(delete(users).where(users.c.user_id.in_(list(known - wanted))))
+            if wanted - known:
+                conn.execute(
+                    insert(users),
+                    [{"user_id": u, "announced_at": time.time()} for u in wanted - known],
+                )
+
+    def remove(self, user: str) -> int:
+        """Drop a user's pending nudges and jobs (the user left the config); returns how many."""
+        with self.engine.begin() as conn:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    select(nudges.c.nudge_id).where(
+                        nudges.c.user_id == user, nudges.c.status == PENDING
+                    )
+                )
+            ]
+            if ids:
+                conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
+                conn.execute(
+                    update(nudges).where(nudges.c.nudge_id.in_(ids)).values(status=CANCELLED)
+                )
+            conn.execute(delete(jobs).where(jobs.c.id.like(day_jobs_of(user))))
+        return len(ids)
