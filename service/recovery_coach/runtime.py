@@ -255,9 +255,10 @@ def _store_ready(url: str, stop: threading.Event) -> bool:
 def run(cfg: Config, config_path: Path | None = None) -> int:
     """Run until SIGTERM or SIGINT; exit code for the command line."""
     setup_logging(cfg.log_level, cfg.log_format)
-    # The worker and paho's network thread hand the GIL to each other around every socket
+    # The worker and APScheduler's threads hand the GIL to each other around every socket
     # and SQLite call; with the default 5 ms switch interval a thread back from I/O can wait
-    # that long for the other to let go (bench: p50 about 1 ms lower with 0.5 ms).
+    # that long for another to let go (bench: p50 about 1 ms lower with 0.5 ms, measured
+    # when paho still had a thread of its own).
     sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         broker, embedded = choose_broker(cfg)
