@@ -211,7 +211,6 @@ class MemoryRepository:
     def __init__(self) -> None:
         self.states: dict[str, UserState] = {}
         self.events: set[tuple[str, str]] = set()
-        self.sent: set[str] = set()
         self.scheduled: list[tuple[str, Nudge]] = []
         self.cancelled: list[str] = []
 
@@ -220,9 +219,6 @@ class MemoryRepository:
 
     def seen(self, user: str, event_id: str) -> bool:
         return (user, event_id) in self.events
-
-    def published(self, nudge_ids: Sequence[str]) -> set[str]:
-        return {i for i in nudge_ids if i in self.sent}
 
     def save(
         self,

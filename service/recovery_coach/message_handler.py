@@ -1,8 +1,8 @@
 """The service layer: raw message -> refusal, duplicate, or a decision saved in a repository.
 
-Both shells use it: `simulate` with an in-memory repository and a virtual clock, the live
-service with the SQL store (one transaction per batch of messages). Dedupe lives here, so
-a redelivered event adds no nudge in either.
+The worker uses it, live and in `simulate` alike (the SQL store, one transaction per batch of
+messages); the handler's own tests give it an in-memory repository. Dedupe of events lives
+here, so a redelivered event adds no nudge.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from . import coach
 from .inbound import Accepted, Refused, parse
 from .models import (
     DayStarted,
-    Decision,
     Nudge,
     NudgeAcked,
     NudgeSnoozed,
@@ -38,8 +37,6 @@ class Repository(Protocol):
     def load(self, user: str) -> UserState: ...
 
     def seen(self, user: str, event_id: str) -> bool: ...
-
-    def published(self, nudge_ids: Sequence[str]) -> set[str]: ...
 
     def save(
         self,
@@ -71,15 +68,12 @@ class MessageHandler:
         base: str,
         profiles: Mapping[str, Profile],
         repo: Repository,
-        *,
-        filter_published: bool = True,
     ) -> None:
-        """`filter_published=False`: the caller drops already published nudges itself, for
-        a whole batch at once (the live service: one query per batch, not one per event)."""
+        """Nudges that already went out are dropped by the caller, the worker, for a whole
+        batch at once (one query per batch, not one per event)."""
         self.base = base
         self.profiles = dict(profiles)
         self.repo = repo
-        self.filter_published = filter_published
 
     def parse(
         self,
@@ -132,7 +126,7 @@ class MessageHandler:
         except coach.RefusalError as exc:
             out.refused = Refused(user, msg.topic, str(exc), event.event_id)
             return out
-        nudges = self._unpublished(decision) if self.filter_published else list(decision.nudges)
+        nudges = list(decision.nudges)
         # A snooze that brings nothing back is the user's own request going unanswered:
         # worth a line at INFO; the rules' own drops (a cooldown in the night) are routine.
         level = logging.INFO if isinstance(event, NudgeSnoozed) else logging.DEBUG
@@ -142,12 +136,6 @@ class MessageHandler:
         out.scheduled = list(nudges)
         out.cancelled = list(decision.cancel)
         return out
-
-    def _unpublished(self, decision: Decision) -> list[Nudge]:
-        """A nudge id that already went out never goes out again (stable ids make it safe)."""
-        ids = [n.nudge_id for n in decision.nudges]
-        done = self.repo.published(ids) if ids else set()
-        return [n for n in decision.nudges if n.nudge_id not in done]
 
     def nudge_published(self, user: str, nudge: Nudge) -> UserState:
         """Record that a nudge went out; returns the new state to save."""

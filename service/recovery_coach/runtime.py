@@ -55,10 +55,7 @@ class Service:
         self.engine = make_engine(cfg.store)
         self.repo = SqlRepository(self.engine, self.profiles)
         self.members = Members(self.engine)
-        # The worker drops already published nudges for a whole batch at once.
-        self.handler = MessageHandler(
-            cfg.base_topic, self.profiles, self.repo, filter_published=False
-        )
+        self.handler = MessageHandler(cfg.base_topic, self.profiles, self.repo)
         self.scheduler = jobs.Scheduler(self.engine)
         self.queue: queue.SimpleQueue[Work] = queue.SimpleQueue()
         self.health = Health()

@@ -175,9 +175,7 @@ class Simulation:
         topics = Topics(config.base_topic)
         self.nudge_topics = {topics.nudge(u) for u in self.profiles}
         self.transport = MemoryTransport(on_published=lambda mid: self.queue.put(PubAck(mid)))
-        handler = MessageHandler(
-            config.base_topic, self.profiles, self.repo, filter_published=False
-        )
+        handler = MessageHandler(config.base_topic, self.profiles, self.repo)
         health = Health()
         self.jobs = VirtualJobs(self.engine)
         self.worker = Worker(

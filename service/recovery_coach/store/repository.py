@@ -112,15 +112,6 @@ class SqlRepository:
         )
         return bool(rows)
 
-    def published(self, nudge_ids: Sequence[str]) -> set[str]:
-        done = {i for i in nudge_ids if i in self._staged_published}
-        rows = self.sql.select_in(
-            "SELECT nudge_id FROM rc_nudges WHERE nudge_id IN ({}) AND status = ?",
-            list(nudge_ids),
-            after=(PUBLISHED,),
-        )
-        return done | {r[0] for r in rows}
-
     def save(
         self,
         user: str,
