@@ -115,6 +115,11 @@ class Recorder:
     def nudges(self, user: str, base: str) -> list[dict[str, Any]]:
         return [m.json() for m in self.on(f"{base}/{user}/nudge")]
 
+    def all_nudges(self, base: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """Every user's nudges received, in order; only those of `kind` when given."""
+        found = [m.json() for m in self.on(f"{base}/+/nudge")]
+        return [n for n in found if kind is None or n["kind"] == kind]
+
     def wait_for(
         self, predicate: Callable[[Recorder], bool], timeout: float, what: str = "condition"
     ) -> None:

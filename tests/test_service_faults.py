@@ -193,16 +193,13 @@ def test_kill_9_in_a_burst_loses_no_event_and_adds_no_nudge_id(
         svc.kill()  # in the middle of the burst
         svc.start().wait_connected()
 
-        def all_nudges(r: Recorder) -> list[dict[str, str]]:
-            return [m.json() for m in r.on(f"{BASE}/+/nudge")]
-
         def all_in(r: Recorder) -> bool:
-            seen = {(n["user"], n["source_event_id"]) for n in all_nudges(r)}
+            seen = {(n["user"], n["source_event_id"]) for n in r.all_nudges(BASE)}
             return all((u, e["event_id"]) in seen for u, e in events)
 
         rec.wait_for(all_in, 60, "nudges for all 400 events")
         time.sleep(1)
-        nudges = all_nudges(rec)
+        nudges = rec.all_nudges(BASE)
         by_event = Counter((n["user"], n["source_event_id"], n["rule"], n["kind"]) for n in nudges)
         ids = {n["nudge_id"] for n in nudges}
         # Exactly one nudge id per (event, rule, kind): nothing decided twice.
@@ -330,11 +327,7 @@ def test_sigterm_in_a_burst_sends_no_nudge_twice_after_the_restart(
         svc.start().wait_connected()
 
         def cooldowns(r: Recorder) -> list[str]:
-            return [
-                m.json()["nudge_id"]
-                for m in r.on(f"{BASE}/+/nudge")
-                if m.json()["kind"] == "cooldown_start"
-            ]
+            return [n["nudge_id"] for n in r.all_nudges(BASE, "cooldown_start")]
 
         rec.wait_for(lambda r: len(set(cooldowns(r))) == 300, 60, "all 300 cooldowns")
         svc.wait_log("stopped", 1)

@@ -77,11 +77,7 @@ def test_a_full_disk_holds_the_events_and_they_go_through_when_there_is_room(
         filler.unlink()
 
         def cooldowns(r: Recorder) -> list[str]:
-            return [
-                m.json()["source_event_id"]
-                for m in r.on(f"{BASE}/+/nudge")
-                if m.json()["kind"] == "cooldown_start"
-            ]
+            return [n["source_event_id"] for n in r.all_nudges(BASE, "cooldown_start")]
 
         expected = {e["event_id"] for _, e in events}
         rec.wait_for(lambda r: expected <= set(cooldowns(r)), 45, "the held events' nudges")
@@ -121,11 +117,7 @@ def test_a_lock_held_past_the_busy_timeout_delays_the_batch_and_loses_nothing(
             publish(broker.port, f"{BASE}/{u}/workout/completed", e)
 
         def cooldowns(r: Recorder) -> list[str]:
-            return [
-                m.json()["source_event_id"]
-                for m in r.on(f"{BASE}/+/nudge")
-                if m.json()["kind"] == "cooldown_start"
-            ]
+            return [n["source_event_id"] for n in r.all_nudges(BASE, "cooldown_start")]
 
         expected = {e["event_id"] for _, e in events}
         rec.wait_for(lambda r: expected <= set(cooldowns(r)), 40, "the held events' nudges")

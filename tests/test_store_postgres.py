@@ -236,7 +236,7 @@ def test_a_nul_id_among_good_events_in_one_batch_on_postgresql_blocks_none(
         client.loop_stop()
 
         def sources(r: Recorder) -> set[str]:
-            return {m.json()["source_event_id"] for m in r.on(f"{base}/+/nudge")}
+            return {n["source_event_id"] for n in r.all_nudges(base)}
 
         rec.wait_for(
             lambda r: {f"good-{i}" for i in range(20)} <= sources(r), 15, "all good nudges"
@@ -284,11 +284,7 @@ def test_a_terminated_store_connection_mid_traffic_loses_and_doubles_nothing(
             publish(broker.port, f"{base}/{u}/workout/completed", e)
 
         def cooldowns(r: Recorder) -> list[str]:
-            return [
-                m.json()["source_event_id"]
-                for m in r.on(f"{base}/+/nudge")
-                if m.json()["kind"] == "cooldown_start"
-            ]
+            return [n["source_event_id"] for n in r.all_nudges(base, "cooldown_start")]
 
         expected = {e["event_id"] for _, e in first + second}
         rec.wait_for(lambda r: expected <= set(cooldowns(r)), 30, "every event's cooldown")

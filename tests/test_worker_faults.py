@@ -114,7 +114,7 @@ def test_a_message_that_fails_alone_is_refused_and_acked_and_its_neighbours_go_o
             info.wait_for_publish(5)
 
         def sources(r: Recorder) -> set[str]:
-            return {m.json()["source_event_id"] for m in r.on(f"{BASE}/+/nudge")}
+            return {n["source_event_id"] for n in r.all_nudges(BASE)}
 
         rec.wait_for(lambda r: {"good-1", "good-2"} <= sources(r), 10, "the good ones' nudges")
         rec.wait_for(lambda r: bool(r.on(f"{BASE}/sam/error")), 10, "the refusal")
