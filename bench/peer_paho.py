@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
-import socket
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+
+from bench.echo import serve
 
 COOLDOWN = timedelta(minutes=5)
 
@@ -42,42 +40,19 @@ def nudge(user: str, event_id: str, kind: str, due: datetime) -> str:
 
 def main() -> int:
     port, base = int(sys.argv[1]), sys.argv[2]
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"peer-paho-{port}")
-    client.max_inflight_messages_set(0)
-    client.max_queued_messages_set(0)
 
-    def on_socket_open(c: mqtt.Client, u: Any, sock: Any) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def on_connect(c: mqtt.Client, u: Any, flags: Any, rc: Any, props: Any) -> None:
-        c.subscribe(f"{base}/+/workout/completed", qos=1)
-
-    def on_subscribe(c: mqtt.Client, u: Any, mid: int, rcs: Any, props: Any) -> None:
-        print("ready", flush=True)
-
-    def on_message(c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
-        user = msg.topic.split("/")[-3]
-        event = json.loads(msg.payload)
+    def on_event(c: mqtt.Client, payload: bytes | bytearray, topic: str) -> None:
+        user = topic.split("/")[-3]
+        event = json.loads(payload)
         now = datetime.now(UTC)
-        topic = f"{base}/{user}/nudge"
-        c.publish(topic, nudge(user, event["event_id"], "cooldown_start", now), qos=1)
+        out = f"{base}/{user}/nudge"
+        c.publish(out, nudge(user, event["event_id"], "cooldown_start", now), qos=1)
         later = nudge(user, event["event_id"], "cooldown_done", now + COOLDOWN)
-        timer = threading.Timer(COOLDOWN.total_seconds(), c.publish, (topic, later, 1))
+        timer = threading.Timer(COOLDOWN.total_seconds(), c.publish, (out, later, 1))
         timer.daemon = True
         timer.start()
 
-    client.on_socket_open = on_socket_open
-    client.on_connect = on_connect
-    client.on_subscribe = on_subscribe
-    client.on_message = on_message
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    stop.wait()
-    client.disconnect()
-    client.loop_stop()
-    return 0
+    return serve(port, f"peer-paho-{port}", f"{base}/+/workout/completed", on_event)
 
 
 if __name__ == "__main__":
