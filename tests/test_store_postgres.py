@@ -186,9 +186,9 @@ def test_housekeeping_prunes_old_ids_and_finished_nudges_in_the_batch_transactio
                 for i, status, due, exp in rows
             ],
         )
-    repo.stage_prune(now)
-    assert repo.has_staged()
-    repo.commit()
+    repo.uow.prune(now)
+    assert repo.uow.pending()
+    repo.uow.commit()
     with engine.connect() as conn:
         events = {
             r[0]
@@ -386,10 +386,10 @@ def test_a_cancelled_nudge_planned_again_is_stored_and_scheduled_again(store_url
 
     def plan(n: Nudge, cancel: tuple[str, ...] = ()) -> set[str]:
         repo.save("again", None, UserState(), [n] if not cancel else [], list(cancel))
-        dropped = repo.resolve_staged()
+        dropped = repo.uow.resolve()
         if not cancel:
-            repo.stage_job(nudge_row(n))
-        repo.commit()
+            repo.uow.job(nudge_row(n))
+        repo.uow.commit()
         return dropped
 
     def status(nudge_id: str) -> tuple[str | None, bool]:
@@ -406,8 +406,8 @@ def test_a_cancelled_nudge_planned_again_is_stored_and_scheduled_again(store_url
     assert status(first.nudge_id) == ("cancelled", False)
     assert plan(later) == set()  # not taken for sent
     assert status(later.nudge_id) == ("pending", True)
-    repo.stage_published(later.nudge_id, time.time())
-    repo.commit()
+    repo.uow.published(later.nudge_id, time.time())
+    repo.uow.commit()
     assert plan(a_nudge("again-cooldown", 20)) == {"again-cooldown"}  # sent: never again
     with engine.begin() as conn:
         conn.execute(nudges.delete().where(nudges.c.user_id == "again"))

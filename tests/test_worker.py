@@ -22,7 +22,7 @@ def test_nothing_is_acknowledged_or_published_before_its_commit(mocker: MockerFi
     sim = Simulation(parse_config({"users": {"alex": user_config()}}))
     now = datetime.now(UTC)
     sim.now = now
-    real_commit = sim.repo.commit
+    real_commit = sim.repo.uow.commit
     at_failure: list[tuple[int, int]] = []
 
     def commit() -> None:
@@ -31,7 +31,7 @@ def test_nothing_is_acknowledged_or_published_before_its_commit(mocker: MockerFi
             raise OperationalError("INSERT ...", {}, Exception("database or disk is full"))
         real_commit()
 
-    mocker.patch.object(sim.repo, "commit", side_effect=commit)
+    mocker.patch.object(sim.repo.uow, "commit", side_effect=commit)
     mocker.patch.object(sim.repo, "writable", side_effect=[False, True])
     body: dict[str, Any] = {
         "event_id": "w1",

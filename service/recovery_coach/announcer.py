@@ -125,6 +125,6 @@ class Announcer:
                 self.enqueue(AnnounceMore())
             return
         if self._fingerprint:
-            self.repo.stage_meta("announced", self._fingerprint)  # with the next commit
+            self.repo.uow.meta("announced", self._fingerprint)  # with the next commit
             self._fingerprint = ""
         self.finished()

@@ -141,10 +141,10 @@ class Outbox:
         nudge = self.inflight.get(mid)
         if nudge is None:
             return None
-        self.repo.stage_published(nudge.nudge_id, time.time())
+        self.repo.uow.published(nudge.nudge_id, time.time())
         if nudge.user not in self.profiles:
             return None
-        self.repo.stage_state(nudge.user, self.handler.nudge_published(nudge.user, nudge))
+        self.repo.uow.state(nudge.user, self.handler.nudge_published(nudge.user, nudge))
         return nudge.user
 
     def stored(self, mids: list[int]) -> None:
@@ -163,5 +163,5 @@ class Outbox:
 
     def expire(self, nudge_id: str, user: str, why: str) -> None:
         self.health.nudges_expired += 1
-        self.repo.stage_expired(nudge_id)
+        self.repo.uow.expired(nudge_id)
         log.info("nudge %s for %s dropped: %s", nudge_id, user, why)

@@ -64,7 +64,7 @@ class Retrying:
                     b.diagnostics = True
                 return [b]
             except Exception as exc:
-                self.repo.rollback()
+                self.repo.uow.rollback()
                 self.repo.forget_cache()
                 failure = f"{type(exc).__name__}: {exc}"
             if self.repo.writable():

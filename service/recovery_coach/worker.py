@@ -187,7 +187,7 @@ class Worker:
                     if user in self.profiles:
                         outcomes.append(self.handler.day_started(user, b.now))
                         at = next_day_start(self.profiles[user], b.now)
-                        self.repo.stage_job(self.scheduler.day_row(user, at))
+                        self.repo.uow.job(self.scheduler.day_row(user, at))
                         b.jobs_added = True
                 case Fire():
                     b.fire.append(item)
@@ -210,24 +210,24 @@ class Worker:
                 case AnnounceMore():
                     b.announce_more = True
                 case Housekeeping():
-                    self.repo.stage_prune(time.time())
+                    self.repo.uow.prune(time.time())
                     self.limiter.forget_full(b.now.timestamp())
                     b.diagnostics = True
                 case _:
                     assert_never(item)
         # Nudges that already went out are never sent again (stable ids): one query for the
         # whole batch, then job rows for the rest.
-        sent = self.repo.resolve_staged() if outcomes else set()
+        sent = self.repo.uow.resolve() if outcomes else set()
         for out in outcomes:
             if sent:
                 out.scheduled = [n for n in out.scheduled if n.nudge_id not in sent]
             self._absorb(out, b)
-        b.earliest_job = self.repo.earliest_staged_job()
-        if self.repo.has_staged():
-            self.repo.commit()
+        b.earliest_job = self.repo.uow.earliest_job()
+        if self.repo.uow.pending():
+            self.repo.uow.commit()
+            b.payloads = self.repo.uow.written_payloads
         else:
-            self.repo.end_reads()
-        b.payloads = self.repo.written_payloads
+            self.repo.end_batch()
         return b
 
     def _absorb(self, out: Outcome, b: Batch) -> None:
@@ -246,7 +246,7 @@ class Worker:
             if nudge.due_at <= b.now + IMMEDIATE:
                 b.immediate.append(nudge)
             else:
-                self.repo.stage_job(self.scheduler.nudge_row(nudge))
+                self.repo.uow.job(self.scheduler.nudge_row(nudge))
                 b.jobs_added = True
         if out.user is not None:
             b.changed.add(out.user)

@@ -3,7 +3,8 @@ in one SQLAlchemy engine (SQLite by default, any URL by config).
 
 - schema.py: the tables, the state codec, the engine, the schema version and migrations;
 - sql.py: the worker's own DBAPI connection (the hot path), the chunked IN written once;
-- repository.py: the handler's repository and the batch's unit of work (one transaction);
+- repository.py: the handler's repository (reads, decisions staged);
+- unit_of_work.py: the batch's unit of work, the only writer (one transaction);
 - queries.py: the shell's reads, and the start-up writes of who the users are.
 """
 
@@ -31,6 +32,7 @@ from .schema import (
     user_states,
     users,
 )
+from .unit_of_work import UnitOfWork
 
 __all__ = [
     "CANCELLED",
@@ -45,6 +47,7 @@ __all__ = [
     "Queries",
     "SchemaTooNewError",
     "SqlRepository",
+    "UnitOfWork",
     "decode_state",
     "encode_state",
     "handled_events",

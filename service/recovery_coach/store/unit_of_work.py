@@ -1,0 +1,265 @@
+"""The batch's unit of work: the only writer of the store's hot tables.
+
+A batch of inbound messages is written in ONE transaction: states, handled event ids,
+outbox rows, APScheduler job rows, PUBACK marks and housekeeping together, so an event is
+acknowledged to the broker only once all of its decisions are stored, and a kill -9 at any
+point leaves either all of them or none. The worker thread is the only writer of batches;
+start-up's user reconciliation (`queries.Members`) runs before it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ..jobs import JOBS_TABLE, JobRow, is_day_job
+from ..models import Nudge, Profile, UserState
+from .schema import (
+    CANCELLED,
+    EVENT_IDS_KEPT_S,
+    EXPIRED,
+    NUDGES_KEPT_S,
+    PENDING,
+    PUBLISHED,
+    encode_state,
+    ts,
+)
+from .sql import RawSql
+
+
+class UnitOfWork:
+    """Everything one batch writes, staged, then written by `commit` in one transaction."""
+
+    def __init__(self, sql: RawSql, profiles: Mapping[str, Profile]) -> None:
+        self.sql = sql
+        self.profiles = profiles
+        self.states: dict[str, UserState] = {}
+        self.events: set[tuple[str, str]] = set()
+        self._nudges: dict[str, Nudge] = {}
+        self._cancel: set[str] = set()
+        self._jobs: dict[str, JobRow] = {}
+        self._published: dict[str, float] = {}
+        self._expired: set[str] = set()
+        self._prune_at: float | None = None  # epoch seconds: forget what is older
+        self._meta: dict[str, str] = {}
+        self._existing: dict[str, str] | None = None  # staged nudge id -> stored status
+        # Users whose state row is known to exist (the repository adds those it loaded).
+        self.state_rows: set[str] = set()
+        # The nudge JSON written by the last commit, so publishing does not build it again.
+        self.written_payloads: dict[str, str] = {}
+        # Told the states each commit wrote (the repository's write-through cache).
+        self.on_commit: Callable[[dict[str, UserState]], None] = lambda states: None
+
+    # -- staging
+
+    def decision(
+        self,
+        user: str,
+        event_id: str | None,
+        state: UserState,
+        schedule: Sequence[Nudge],
+        cancel: Sequence[str],
+    ) -> None:
+        """What the handler decided for one message (message_handler.Repository.save)."""
+        self.states[user] = state
+        if event_id is not None:
+            self.events.add((user, event_id))
+        for n in schedule:
+            self._nudges[n.nudge_id] = n
+            self._cancel.discard(n.nudge_id)
+        for nudge_id in cancel:
+            self._nudges.pop(nudge_id, None)
+            self._cancel.add(nudge_id)
+
+    def state(self, user: str, state: UserState) -> None:
+        self.states[user] = state
+
+    def job(self, row: JobRow) -> None:
+        self._jobs[row.job_id] = row
+
+    def published(self, nudge_id: str, at: float) -> None:
+        self._published[nudge_id] = at
+
+    def expired(self, nudge_id: str) -> None:
+        self._expired.add(nudge_id)
+
+    def prune(self, now: float) -> None:
+        """Forget, in this batch's transaction, old handled ids and finished nudges."""
+        self._prune_at = now
+
+    def meta(self, key: str, value: str) -> None:
+        """A fact about the service itself, written with the next commit."""
+        self._meta[key] = value
+
+    def earliest_job(self) -> float | None:
+        """When the soonest job of this batch is due (epoch seconds), None without jobs."""
+        return min((j.next_run_time for j in self._jobs.values()), default=None)
+
+    def resolve(self) -> set[str]:
+        """Drop staged nudges that already went out; returns their ids. A cancelled or
+        expired one planned again (a visit that went on after a geofence flap, a deferral)
+        is planned again. One query per batch; it also tells `_write` which staged ids are
+        new (plain inserts)."""
+        ids = list(self._nudges)
+        rows = self.sql.select_in(
+            "SELECT nudge_id, status FROM rc_nudges WHERE nudge_id IN ({})", ids
+        )
+        self._existing = {r[0]: r[1] for r in rows}
+        done = {i for i, status in self._existing.items() if status == PUBLISHED}
+        done.update(i for i in ids if i in self._published)
+        for nudge_id in done:
+            self._nudges.pop(nudge_id, None)
+            self._jobs.pop(nudge_id, None)
+        return done
+
+    def pending(self) -> bool:
+        """Whether anything is staged."""
+        return bool(
+            self.states
+            or self.events
+            or self._nudges
+            or self._cancel
+            or self._jobs
+            or self._published
+            or self._expired
+            or self._prune_at is not None
+            or self._meta
+        )
+
+    # -- the transaction
+
+    def commit(self) -> None:
+        """Write everything staged in one transaction."""
+        cur = self.sql.cursor()
+        try:
+            self._write(cur, time.time())
+            cur.close()
+            self.sql.commit()
+        except BaseException:
+            self.sql.abort()
+            raise
+        self.state_rows.update(self.states)
+        self.on_commit(self.states)
+        self._clear()
+
+    def rollback(self) -> None:
+        """Forget everything staged (the batch failed; its messages stay unacknowledged)."""
+        self.sql.abort()
+        self._clear()
+
+    def _clear(self) -> None:
+        self.states = {}
+        self.events = set()
+        self._existing = None
+        self._nudges.clear()
+        self._cancel.clear()
+        self._jobs.clear()
+        self._published.clear()
+        self._expired.clear()
+        self._prune_at = None
+        self._meta.clear()
+
+    def _write(self, cur: Any, now: float) -> None:
+        self.written_payloads = {}
+        if self._existing is None:
+            self.resolve()
+        existing = self._existing or {}
+        self._write_states(cur, now)
+        # A message's first delivery may reuse the id of an old one (a packet id that came
+        # round again, see inbound.derived_event_id): the row is already there.
+        self.sql.many(
+            cur,
+            "INSERT INTO rc_handled_events (user_id, event_id, handled_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (user_id, event_id) DO UPDATE SET handled_at = excluded.handled_at",
+            [(u, e, now) for u, e in self.events],
+        )
+        # A job row exists only beside a stored nudge (same id), or for a day start: a nudge
+        # the store has never seen needs no delete before its insert.
+        replaced = [i for i in self._nudges if i in existing]
+        gone = self._cancel | set(replaced)
+        gone.update(j for j in self._jobs if is_day_job(j) or j in existing)
+        self.sql.execute_in(cur, f"DELETE FROM {JOBS_TABLE} WHERE id IN ({{}})", sorted(gone))
+        self._set_status(cur, self._cancel, CANCELLED)
+        self.sql.execute_in(
+            cur,
+            "DELETE FROM rc_nudges WHERE nudge_id IN ({}) AND status <> ?",
+            replaced,
+            after=(PUBLISHED,),
+        )
+        self.sql.many(
+            cur,
+            "INSERT INTO rc_nudges (nudge_id, user_id, due_at, expires_at, status, payload, nudge) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [self._outbox_values(n) for n in self._nudges.values()],
+        )
+        self.sql.many(
+            cur,
+            f"INSERT INTO {JOBS_TABLE} (id, next_run_time, job_state) VALUES (?, ?, ?)",
+            [(j.job_id, j.next_run_time, j.state) for j in self._jobs.values()],
+        )
+        self.sql.many(
+            cur,
+            "UPDATE rc_nudges SET status = ?, published_at = ? WHERE nudge_id = ? AND status = ?",
+            [(PUBLISHED, at, i, PENDING) for i, at in self._published.items()],
+        )
+        self._set_status(cur, self._expired, EXPIRED)
+        if self._prune_at is not None:
+            self._prune(cur, self._prune_at)
+        if self._meta:
+            self.sql.execute_in(cur, "DELETE FROM rc_meta WHERE key IN ({})", sorted(self._meta))
+            self.sql.many(
+                cur, "INSERT INTO rc_meta (key, value) VALUES (?, ?)", sorted(self._meta.items())
+            )
+
+    def _write_states(self, cur: Any, now: float) -> None:
+        if not self.states:
+            return
+        # Rows known to exist are updated in place; the others (new users, or users never
+        # loaded in this process) are replaced.
+        old = [u for u in self.states if u in self.state_rows]
+        new = [u for u in self.states if u not in self.state_rows]
+        self.sql.many(
+            cur,
+            "UPDATE rc_user_states SET state = ?, updated_at = ? WHERE user_id = ?",
+            [(encode_state(self.states[u]), now, u) for u in old],
+        )
+        if old and cur.rowcount != len(old):  # a row we thought was there is not
+            new += old
+        if new:
+            self.sql.execute_in(cur, "DELETE FROM rc_user_states WHERE user_id IN ({})", new)
+            self.sql.many(
+                cur,
+                "INSERT INTO rc_user_states (user_id, state, updated_at) VALUES (?, ?, ?)",
+                [(u, encode_state(self.states[u]), now) for u in new],
+            )
+
+    def _set_status(self, cur: Any, ids: set[str], status: str) -> None:
+        """Pending nudges among `ids` become `status` (cancelled, expired)."""
+        self.sql.execute_in(
+            cur,
+            "UPDATE rc_nudges SET status = ? WHERE nudge_id IN ({}) AND status = ?",
+            sorted(ids),
+            (status,),
+            (PENDING,),
+        )
+
+    def _prune(self, cur: Any, now: float) -> None:
+        self.sql.execute(
+            cur, "DELETE FROM rc_handled_events WHERE handled_at < ?", (now - EVENT_IDS_KEPT_S,)
+        )
+        # Finished rows, and pending ones whose useful life ended long ago (no job sends
+        # them: a missed job marks its nudge expired, a deleted user's are cancelled).
+        self.sql.execute(
+            cur,
+            "DELETE FROM rc_nudges WHERE COALESCE(expires_at, due_at) < ? "
+            "AND (status <> ? OR expires_at IS NOT NULL)",
+            (now - NUDGES_KEPT_S, PENDING),
+        )
+
+    def _outbox_values(self, n: Nudge) -> tuple[Any, ...]:
+        payload = json.dumps(n.payload(self.profiles[n.user].tz), ensure_ascii=False)
+        self.written_payloads[n.nudge_id] = payload
+        expires = ts(n.expires_at) if n.expires_at else None
+        return (n.nudge_id, n.user, ts(n.due_at), expires, PENDING, payload, b"")
