@@ -25,6 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import Column, Engine, Float, LargeBinary, MetaData, String, Table, bindparam
 
+from .backoff import FIRST_S, Backoff
 from .models import Nudge
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,6 @@ class JobRow:
 
 DAY_GRACE = timedelta(hours=12)  # a day start missed while down is still worth planning
 NO_EXPIRY_GRACE = timedelta(hours=6)
-RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # a failing job store is retried this often
 
 
 class JobTimer(Protocol):
@@ -142,7 +142,7 @@ class BatchedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
         self._gone: dict[str, float] = {}
         self._gone_lock = threading.Lock()
         self.error: str | None = None  # the store's last failure, while it lasts
-        self._retry_s = RETRY_FIRST_S
+        self._retry = Backoff()
 
     def remove_job(self, job_id: str) -> None:
         with self._gone_lock:
@@ -174,7 +174,7 @@ class BatchedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
         if self.error is not None:
             log.info("job store works again")
         self.error = None
-        self._retry_s = RETRY_FIRST_S
+        self._retry.reset()
 
     def get_due_jobs(self, now: datetime) -> list[Job]:
         # APScheduler catches a failure here and retries after jobstore_retry_interval.
@@ -194,9 +194,7 @@ class BatchedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
             at: datetime | None = super().get_next_run_time()
         except Exception as exc:
             self._failed(exc)
-            retry = datetime.now(UTC) + timedelta(seconds=self._retry_s)
-            self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
-            return retry
+            return datetime.now(UTC) + timedelta(seconds=self._retry.next())
         self._recovered()
         return at
 
@@ -278,7 +276,7 @@ class Scheduler:
         self.store = BatchedJobStore(engine, JOBS_TABLE)
         self.aps = BackgroundScheduler(
             jobstores={"default": self.store},
-            jobstore_retry_interval=RETRY_FIRST_S * 2,  # after get_due_jobs fails (default 10 s)
+            jobstore_retry_interval=2 * FIRST_S,  # after get_due_jobs fails (default 10 s)
             executors={"default": ThreadPoolExecutor(workers)},
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=UTC,

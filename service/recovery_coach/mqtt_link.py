@@ -31,6 +31,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from .backoff import MOST_S, Backoff
 from .config import BrokerConfig
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ class MqttLink:
         self.disconnects = 0
         self._started = False
         self._next_attempt = 0.0  # monotonic time of the next connection attempt
-        self._delay = 1.0  # reconnect back-off, doubled up to 30 s
+        self._backoff = Backoff()  # between connection attempts
         self._outage_logged = False  # "cannot connect" said for this outage
         self._packets = 0  # messages and PUBACKs seen, to know when a read found nothing
         self.client = make_client(
@@ -171,7 +172,7 @@ class MqttLink:
                 client.subscribe([(t, opts) for t in self.subscriptions])
             else:
                 client.subscribe([(t, 1) for t in self.subscriptions])
-        self._delay = 1.0
+        self._backoff.reset()
         self._outage_logged = False
         log.info(
             "connected to %s:%s (session %s)",
@@ -252,7 +253,7 @@ class MqttLink:
                 break
         if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
             self.connected.clear()
-            self._next_attempt = time.monotonic() + self._delay
+            self._next_attempt = time.monotonic() + self._backoff.next()
             self._outage_logged = False  # the first failed attempt of this outage is said
 
     def _connect_now(self, timeout: float) -> None:
@@ -266,13 +267,13 @@ class MqttLink:
             if not self._outage_logged or log.isEnabledFor(logging.DEBUG):
                 self._outage_logged = True
                 log.warning(
-                    "cannot connect to %s:%s: %s; retrying (back-off up to 30 s)",
+                    "cannot connect to %s:%s: %s; retrying (back-off up to %.0f s)",
                     self.cfg.host,
                     self.cfg.port,
                     exc,
+                    MOST_S,
                 )
-            self._next_attempt = time.monotonic() + self._delay
-            self._delay = min(self._delay * 2, 30.0)
+            self._next_attempt = time.monotonic() + self._backoff.next()
 
     def ack(self, mid: int, qos: int) -> None:
         if qos > 0:

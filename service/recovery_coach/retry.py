@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from .backoff import MOST_S, Backoff
 from .health import Health
 from .inbound import Refused
 from .models import Profile
@@ -24,8 +25,6 @@ from .transport import Transport
 from .work import Batch, Work
 
 log = logging.getLogger(__name__)
-
-RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # a failing store is retried this often
 
 
 class Retrying:
@@ -53,7 +52,7 @@ class Retrying:
 
     def commit(self, batch: list[Work]) -> list[Batch]:
         """The batch decided and committed, with back-off while the store fails."""
-        delay = RETRY_FIRST_S
+        backoff = Backoff()
         failed_while_writable = 0
         while batch:
             try:
@@ -85,12 +84,11 @@ class Retrying:
                     "unacknowledged and retried (1 s doubling to %.0f s)",
                     len(batch),
                     failure,
-                    RETRY_MAX_S,
+                    MOST_S,
                 )
             self.health.error(f"store error: {failure}")
-            if not self._pump_for(delay):
+            if not self._pump_for(backoff.next()):
                 return []  # stopping: the held messages come back at the next start
-            delay = min(delay * 2, RETRY_MAX_S)
         return []
 
     def _one_by_one(self, batch: list[Work]) -> list[Batch]:

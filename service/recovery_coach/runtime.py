@@ -25,6 +25,7 @@ from typing import Any
 
 from . import __version__, jobs
 from .announcer import Announcer
+from .backoff import Backoff
 from .config import BrokerConfig, Config
 from .embedded_broker import EmbeddedBroker, PortTakenError, port_free, speaks_mqtt
 from .health import Health
@@ -235,7 +236,7 @@ def _store_ready(url: str, stop: threading.Event) -> bool:
     """Whether the store can be used: a corrupt file or bad URL is said in one line (False);
     an unreachable server is retried with back-off (1 s doubling to 30 s) until it answers
     or the service is stopped."""
-    delay = 1.0
+    backoff = Backoff()
     while True:
         problem = store_problem(url)
         if problem is None:
@@ -243,10 +244,10 @@ def _store_ready(url: str, stop: threading.Event) -> bool:
         if not problem.retry:
             log.error("store %s: %s", shown(url), problem.reason)
             return False
+        delay = backoff.next()
         log.warning("store %s: %s; retrying in %.0f s", shown(url), problem.reason, delay)
         if stop.wait(delay):
             return False
-        delay = min(delay * 2, 30.0)
 
 
 def run(cfg: Config, config_path: Path | None = None) -> int:
