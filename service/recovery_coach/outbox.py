@@ -135,17 +135,16 @@ class Outbox:
             if not self.inflight.holds(r.nudge_id)
         ]
 
-    def puback(self, mid: int) -> str | None:
-        """Stage the PUBACK's mark (and the user's state naming the nudge); returns the user
-        whose state changed. The in-flight entry goes in `stored`, after the commit."""
+    def puback(self, mid: int) -> Nudge | None:
+        """Stage the PUBACK's mark (and the user's state naming the nudge); returns the nudge,
+        None if `mid` was no nudge. The in-flight entry goes in `stored`, after the commit."""
         nudge = self.inflight.get(mid)
         if nudge is None:
             return None
         self.repo.uow.published(nudge.nudge_id, time.time())
-        if nudge.user not in self.profiles:
-            return None
-        self.repo.uow.state(nudge.user, self.handler.nudge_published(nudge.user, nudge))
-        return nudge.user
+        if nudge.user in self.profiles:
+            self.repo.uow.state(nudge.user, self.handler.nudge_published(nudge.user, nudge))
+        return nudge
 
     def stored(self, mids: list[int]) -> None:
         """These PUBACKs' marks are committed."""

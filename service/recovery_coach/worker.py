@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import assert_never
 
@@ -57,46 +58,41 @@ IMMEDIATE = timedelta(milliseconds=50)  # due this soon: publish after the commi
 DRAIN_SECONDS = 2.0  # a clean stop waits this long for the PUBACKs of what it published
 
 
+@dataclass(kw_only=True, eq=False)
 class Worker:
-    def __init__(
-        self,
-        *,
-        transport: Transport,
-        topics: Topics,
-        repo: SqlRepository,
-        handler: MessageHandler,
-        scheduler: jobs.JobTimer,
-        profiles: dict[str, Profile],
-        outbox: Outbox,
-        announcer: Announcer,
-        health: Health,
-        rate_limit: RateLimitConfig,
-        work: queue.SimpleQueue[Work],
-        stopping: threading.Event,
-        diagnostics: Callable[[bool], None],
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        on_refused: Callable[[Refused], None] = lambda _r: None,
-    ) -> None:
-        """`clock` is the wall clock live and a virtual one in `simulate`; `on_refused`
-        sees every refusal (those without a user have no error topic to go to)."""
-        self.transport = transport
-        self.topics = topics
-        self.repo = repo
-        self.handler = handler
-        self.scheduler = scheduler
-        self.profiles = profiles
-        self.outbox = outbox
-        self.announcer = announcer
-        self.health = health
-        self.rate_limit = rate_limit
-        self.limiter = RateLimiter(rate_limit)
-        self.queue = work
-        self.stopping = stopping
-        self.diagnostics = diagnostics
-        self.clock = clock
-        self.on_refused = on_refused
+    """The loop and the batch. `clock` is the wall clock live and a virtual one in
+    `simulate`; `on_refused` sees every refusal (those without a user have no error topic)."""
+
+    transport: Transport
+    topics: Topics
+    repo: SqlRepository
+    handler: MessageHandler
+    scheduler: jobs.JobTimer
+    profiles: dict[str, Profile]
+    outbox: Outbox
+    announcer: Announcer
+    health: Health
+    rate_limit: RateLimitConfig
+    work: queue.SimpleQueue[Work]
+    stopping: threading.Event
+    diagnostics: Callable[[bool], None]
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    on_refused: Callable[[Refused], None] = lambda _r: None
+    limiter: RateLimiter = field(init=False)
+    retrying: Retrying = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.rate_limit)
         self.retrying = Retrying(
-            self._decide, repo, transport, topics, profiles, health, stopping, diagnostics, clock
+            self._decide,
+            self.repo,
+            self.transport,
+            self.topics,
+            self.profiles,
+            self.health,
+            self.stopping,
+            self.diagnostics,
+            self.clock,
         )
 
     # ------------------------------------------------------------ the loop
@@ -106,11 +102,11 @@ class Worker:
         while not self.stopping.is_set():
             # Jobs and timers put work on the queue from their own threads; waiting at most
             # IDLE_WAIT in select() bounds how late they are seen.
-            self.transport.pump(0.0 if not self.queue.empty() else IDLE_WAIT)
+            self.transport.pump(0.0 if not self.work.empty() else IDLE_WAIT)
             batch: list[Work] = []
             while len(batch) < MAX_BATCH:
                 try:
-                    batch.append(self.queue.get_nowait())
+                    batch.append(self.work.get_nowait())
                 except queue.Empty:
                     break
             if batch:
@@ -128,7 +124,7 @@ class Worker:
             acks: list[Work] = []
             while True:
                 try:
-                    item = self.queue.get_nowait()
+                    item = self.work.get_nowait()
                 except queue.Empty:
                     break
                 if isinstance(item, PubAck):
@@ -192,11 +188,11 @@ class Worker:
                 case Fire():
                     b.fire.append(item)
                 case PubAck(mid=mid):
-                    if self.outbox.inflight.get(mid) is not None:  # else not a nudge
+                    nudge = self.outbox.puback(mid)
+                    if nudge is not None:  # else not a nudge
                         b.published.append(mid)
-                        whose = self.outbox.puback(mid)
-                        if whose is not None:
-                            b.changed.add(whose)
+                        if nudge.user in self.profiles:
+                            b.changed.add(nudge.user)
                 case Missed(job_id=job_id):
                     self.outbox.missed(job_id)
                 case Connected(session_present=present):
