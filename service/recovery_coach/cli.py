@@ -1,4 +1,5 @@
-"""The `recovery-coach` command line (CONTRACT.md): run, check-config, simulate, status."""
+"""The `recovery-coach` command line (CONTRACT.md): run, check-config, simulate, status;
+and addon-config, the Home Assistant add-on's start."""
 
 from __future__ import annotations
 
@@ -78,6 +79,21 @@ def cmd_publish_example(args: argparse.Namespace) -> int:
     return publish_example(cfg, args.user)
 
 
+def cmd_addon_config(args: argparse.Namespace) -> int:
+    from .addon import SupervisorError, from_environment, write_addon_config
+
+    try:
+        out = write_addon_config(from_environment(), args.options, args.out, args.data)
+    except SupervisorError as exc:
+        print(f"addon-config: {exc}", file=sys.stderr)
+        return 2
+    cfg = _load(out)
+    if cfg is None:
+        return 2
+    print(summary(cfg))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recovery-coach", description="Evidence-based workout-recovery nudges over MQTT."
@@ -118,6 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(p)
     p.add_argument("--user", help="user id (default: the first in the config)")
     p.set_defaults(func=cmd_publish_example)
+
+    p = sub.add_parser(
+        "addon-config",
+        help="inside the Home Assistant add-on: write the config from the Supervisor's answers",
+    )
+    p.add_argument("--options", type=Path, default=Path("/data/options.json"))
+    p.add_argument("--out", type=Path, default=Path("/data/config.json"))
+    p.add_argument("--data", type=Path, default=Path("/data"), help="where the store lives")
+    p.set_defaults(func=cmd_addon_config)
     return parser
 
 
