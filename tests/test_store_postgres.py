@@ -297,7 +297,7 @@ def test_a_terminated_store_connection_mid_traffic_loses_and_doubles_nothing(
         admin.dispose()
 
 
-def test_a_schema_1_store_is_read_and_marked_schema_2_and_a_newer_one_is_refused(
+def test_a_schema_1_store_is_read_and_marked_current_and_a_newer_one_is_refused(
     store_url: str,
 ) -> None:
     """Schema 1 pickled each outbox Nudge; schema 2 reads the payload JSON every row holds.
@@ -340,7 +340,7 @@ def test_a_schema_1_store_is_read_and_marked_schema_2_and_a_newer_one_is_refused
     migrate(engine)
     with engine.connect() as conn:
         version = conn.execute(select(meta.c.value).where(meta.c.key == "schema")).scalar()
-    assert version == str(SCHEMA_VERSION) == "2"
+    assert version == str(SCHEMA_VERSION) == "3"
     row = SqlRepository(engine, {}).queries.outbox("v1-nudge")
     assert row is not None
     assert row.nudge.due_at == nudge.due_at
@@ -350,12 +350,35 @@ def test_a_schema_1_store_is_read_and_marked_schema_2_and_a_newer_one_is_refused
         nudge.data,
     )
     with engine.begin() as conn:
-        conn.execute(meta.update().where(meta.c.key == "schema").values(value="3"))
-    with pytest.raises(SchemaTooNewError, match=r"schema 3.*reads up to 2"):
+        conn.execute(meta.update().where(meta.c.key == "schema").values(value="4"))
+    with pytest.raises(SchemaTooNewError, match=r"schema 4.*reads up to 3"):
         migrate(engine)
     with engine.begin() as conn:
-        conn.execute(meta.update().where(meta.c.key == "schema").values(value="2"))
+        conn.execute(meta.update().where(meta.c.key == "schema").values(value="3"))
         conn.execute(nudges.delete().where(nudges.c.user_id == "migrate"))
+    engine.dispose()
+
+
+def test_a_schema_2_store_gains_the_profiles_table(store_url: str) -> None:
+    """Schema 3 adds rc_profiles (people set up over MQTT): a schema-2 store, which has no
+    such table, is opened, given it, and marked 3; profiles then round-trip."""
+    from recovery_coach.store import meta, profiles
+
+    engine = make_engine(store_url)
+    with engine.begin() as conn:
+        profiles.drop(conn)
+        conn.execute(meta.update().where(meta.c.key == "schema").values(value="2"))
+    engine.dispose()
+    engine = make_engine(store_url)
+    with engine.begin() as conn:
+        version = conn.execute(select(meta.c.value).where(meta.c.key == "schema")).scalar()
+        conn.execute(
+            insert(profiles).values(user_id="schema3", profile='{"name": "S"}', updated_at=1.0)
+        )
+    assert version == "3"
+    assert SqlRepository(engine, {}).queries.profiles()["schema3"] == '{"name": "S"}'
+    with engine.begin() as conn:
+        conn.execute(profiles.delete().where(profiles.c.user_id == "schema3"))
     engine.dispose()
 
 

@@ -96,6 +96,7 @@ class Announcer:
                 for topic, payload in discovery.removal_messages(user):
                     self.transport.publish(topic, payload, qos=1, retain=True)
             self.transport.publish(self.topics.state(user), b"", qos=1, retain=True)
+        self.removed_users = set()
         users = set(self.profiles) if full else (self.added_users | self._stale)
         self.added_users = set()
         self._stale.clear()

@@ -222,6 +222,8 @@ class Config(Strict):
     defaults: SettingsConfig = Field(default_factory=SettingsConfig)
     homeassistant_discovery: bool = True  # publish HA discovery for every user
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    mqtt_profiles: bool = True  # people set up over <base>/<user>/profile (people.py)
+    max_users: Annotated[int, between(0, 1_000_000)] = 10_000  # profiles accepted over MQTT
 
     @field_validator("base_topic")
     @classmethod

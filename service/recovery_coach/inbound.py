@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from .config import Problem
 from .models import (
     CardioPlanned,
     Event,
@@ -58,9 +59,17 @@ class Refused:
     topic: str
     reason: str
     event_id: str | None = None
+    problems: tuple[Problem, ...] = ()  # a refused profile: each field and what is wrong
 
     def payload(self) -> dict[str, Any]:
-        return {"topic": self.topic, "reason": self.reason, "event_id": self.event_id}
+        out: dict[str, Any] = {
+            "topic": self.topic,
+            "reason": self.reason,
+            "event_id": self.event_id,
+        }
+        if self.problems:
+            out["problems"] = [{"field": p.path, "reason": p.reason} for p in self.problems]
+        return out
 
 
 # ------------------------------------------------------------------ payload models

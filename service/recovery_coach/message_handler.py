@@ -72,7 +72,7 @@ class MessageHandler:
         """Nudges that already went out are dropped by the caller, the worker, for a whole
         batch at once (one query per batch, not one per event)."""
         self.base = base
-        self.profiles = dict(profiles)
+        self.profiles = profiles  # shared: people set up over MQTT join it (people.py)
         self.repo = repo
 
     def parse(
@@ -106,6 +106,16 @@ class MessageHandler:
         profile = self.profiles[user]
         event = DayStarted(coach.day_event_id(profile, now), now)
         return self._apply(Accepted(user, Topics(self.base).day(user), event), now)
+
+    def profile_changed(self, user: str, now: datetime) -> Outcome:
+        """Re-decide the user's nudges under a new profile (wake time, sleep, weight...):
+        a day tick that is never deduplicated, since every change must be decided."""
+        state = self.repo.load(user)
+        decision = coach.decide(
+            DayStarted(f"profile:{now.isoformat()}", now), self.profiles[user], state, now
+        )
+        self.repo.save(user, None, decision.state, decision.nudges, decision.cancel)
+        return Outcome(user=user, scheduled=list(decision.nudges), cancelled=list(decision.cancel))
 
     def _apply(self, msg: Accepted, now: datetime) -> Outcome:
         user, event = msg.user, msg.event

@@ -33,6 +33,7 @@ from .log_format import setup_logging
 from .message_handler import MessageHandler
 from .mqtt_link import MqttLink
 from .outbox import InFlight, Outbox
+from .people import People
 from .store import Members, SqlRepository, make_engine
 from .store_check import shown, store_problem
 from .topics import Topics
@@ -56,6 +57,9 @@ class Service:
         self.engine = make_engine(cfg.store)
         self.repo = SqlRepository(self.engine, self.profiles)
         self.members = Members(self.engine)
+        # People set up over MQTT join the YAML's users (their profiles are in the store).
+        self.people = People(cfg, self.profiles)
+        self._forget_profiles(self.people.load(self.repo.queries.profiles()))
         self.handler = MessageHandler(cfg.base_topic, self.profiles, self.repo)
         self.scheduler = jobs.Scheduler(self.engine)
         self.queue: queue.SimpleQueue[Work] = queue.SimpleQueue()
@@ -65,7 +69,7 @@ class Service:
             broker,
             broker.client_id or f"recovery-coach-{cfg.base_topic.replace('/', '-')}",
             self.topics.status,
-            self.topics.subscriptions(),
+            self.topics.subscriptions(profiles=cfg.mqtt_profiles),
             on_message=self.queue.put,
             on_connected=lambda present: self.queue.put(Connected(present)),
             on_published=lambda mid: self.queue.put(PubAck(mid)),
@@ -96,6 +100,7 @@ class Service:
             work=self.queue,
             stopping=self.stopping,
             diagnostics=self.publish_diagnostics,
+            people=self.people,
         )
         self._thread = threading.Thread(target=self.worker.run, name="coach-worker", daemon=True)
         self._timers: list[threading.Timer] = []
@@ -157,6 +162,14 @@ class Service:
 
     def running(self) -> bool:
         return self._thread.is_alive()
+
+    def _forget_profiles(self, user_ids: list[str]) -> None:
+        for user in user_ids:
+            why = "the YAML config defines it" if user in self.cfg.users else "it is not valid"
+            if not self.cfg.mqtt_profiles:
+                why = "mqtt_profiles is off"
+            log.warning("the stored profile of %s is not used: %s", user, why)
+        self.members.forget_profiles(user_ids)
 
     def _reconcile_users(self) -> None:
         """Users removed from the config lose their jobs; added users get theirs (DayStart)."""

@@ -27,6 +27,7 @@ from .inbound import Refused
 from .message_handler import MessageHandler
 from .mqtt_link import Inbound
 from .outbox import Outbox
+from .people import People
 from .reasons import what_is_wrong
 from .store import SqlRepository, make_engine
 from .store import jobs as job_table
@@ -173,7 +174,7 @@ class Simulation:
         self.engine = make_engine("sqlite://")
         self.repo = SqlRepository(self.engine, self.profiles)
         topics = Topics(config.base_topic)
-        self.nudge_topics = {topics.nudge(u) for u in self.profiles}
+        self.topics = topics
         self.transport = MemoryTransport(on_published=lambda mid: self.queue.put(PubAck(mid)))
         handler = MessageHandler(config.base_topic, self.profiles, self.repo)
         health = Health()
@@ -200,6 +201,7 @@ class Simulation:
             work=self.queue,
             stopping=threading.Event(),
             diagnostics=lambda _force: None,
+            people=People(config, self.profiles),
             clock=lambda: self.now,
             on_refused=self._refused,
         )
@@ -218,7 +220,8 @@ class Simulation:
             while not self.queue.empty():
                 items.append(self.queue.get_nowait())
         for sent in self.transport.sent[self._seen :]:
-            if sent.topic in self.nudge_topics:
+            user = self.topics.user_of(sent.topic) if sent.payload else None
+            if user is not None and sent.topic == self.topics.nudge(user):
                 self.published.append(json.loads(sent.payload))
         self._seen = len(self.transport.sent)
 

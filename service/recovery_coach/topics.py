@@ -20,6 +20,8 @@ EVENT_TOPICS = (
     "soreness",
 )
 COMMAND_TOPICS = ("nudge/+/ack", "nudge/+/snooze")
+# Who a person is (people.py): retained, from Home Assistant.
+PROFILE_TOPIC = "profile"
 
 
 def split_topic(base: str, topic: str) -> tuple[str, str] | None:
@@ -54,14 +56,25 @@ class Topics:
     def error(self, user: str) -> str:
         return f"{self.base}/{user}/error"
 
+    def profile(self, user: str) -> str:
+        return f"{self.base}/{user}/profile"
+
+    def profile_user(self, topic: str) -> str | None:
+        """The user whose profile `topic` is, None for any other topic."""
+        parts = split_topic(self.base, topic)
+        return parts[0] if parts and parts[1] == PROFILE_TOPIC else None
+
     def day(self, user: str) -> str:
         """Not on the wire: the topic a day tick is handled as."""
         return f"{self.base}/{user}/day"
 
-    def subscriptions(self) -> list[str]:
-        """Everything the service subscribes to: every user's inbound topics, and Home
-        Assistant's birth message (announce again when it comes online)."""
+    def subscriptions(self, *, profiles: bool = True) -> list[str]:
+        """Everything the service subscribes to: every user's inbound topics (profiles,
+        unless they are off), and Home Assistant's birth message (announce again when it
+        comes online)."""
         mine = [f"{self.base}/+/{t}" for t in (*EVENT_TOPICS, *COMMAND_TOPICS)]
+        if profiles:
+            mine.append(f"{self.base}/+/{PROFILE_TOPIC}")
         return [*mine, HA_STATUS_TOPIC]
 
     def user_of(self, topic: str) -> str | None:

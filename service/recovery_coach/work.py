@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .inbound import Refused
-from .models import Nudge
+from .models import Nudge, Profile
 from .mqtt_link import Inbound
 
 
@@ -88,3 +88,7 @@ class Batch:
     announce_more: bool = False
     ha_online: bool = False
     diagnostics: bool = False
+    profiled: set[str] = field(default_factory=set)  # set up or changed over MQTT
+    removed: set[str] = field(default_factory=set)  # profile cleared
+    # How to restore `People` if the batch fails before its commit (people.People.undo).
+    undo: list[tuple[str, tuple[Profile | None, str | None]]] = field(default_factory=list)

@@ -32,6 +32,7 @@ from .message_handler import MessageHandler, Outcome
 from .models import Profile, dedupe_key
 from .mqtt_link import Inbound
 from .outbox import Outbox
+from .people import People, ProfileCleared
 from .rate_limit import RateLimiter
 from .retry import Retrying
 from .store import SqlRepository
@@ -76,6 +77,7 @@ class Worker:
     work: queue.SimpleQueue[Work]
     stopping: threading.Event
     diagnostics: Callable[[bool], None]
+    people: People
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     on_refused: Callable[[Refused], None] = lambda _r: None
     limiter: RateLimiter = field(init=False)
@@ -152,19 +154,29 @@ class Worker:
 
     def _decide(self, batch: list[Work]) -> Batch:
         """Every decision of the batch, written in one transaction. Nothing outside the
-        store's staging changes here, so a failed attempt can simply be made again."""
+        store's staging changes here but who the people are, which is undone if the batch
+        fails, so a failed attempt can simply be made again."""
         b = Batch(self.clock())
-        # Parse first, so that one query tells which events were already handled.
+        try:
+            return self._decide_into(b, batch)
+        except BaseException:
+            for user, before in reversed(b.undo):
+                self.people.undo(user, before)
+            raise
+
+    def _decide_into(self, b: Batch, batch: list[Work]) -> Batch:
+        # Parse first, so that one query tells which events were already handled; what
+        # follows a profile may be for the person it sets up, so it is parsed after it.
         parsed: dict[int, Accepted | Refused] = {}
         for i, item in enumerate(batch):
+            if isinstance(item, Inbound) and self.topics.profile_user(item.topic) is not None:
+                break
             if (
                 isinstance(item, Inbound)
                 and not item.retain
                 and not Topics.is_ha_status(item.topic)
             ):
-                parsed[i] = self.handler.parse(
-                    item.topic, item.payload, b.now, packet_id=item.mid, redelivered=item.dup
-                )
+                parsed[i] = self._parse(item, b.now)
         self.repo.prefetch_seen(
             (p.user, dedupe_key(p.event)) for p in parsed.values() if isinstance(p, Accepted)
         )
@@ -175,10 +187,13 @@ class Worker:
                     b.acks.append((item.mid, item.qos))
                     if Topics.is_ha_status(item.topic):
                         b.ha_online |= item.payload.strip() == b"online"
+                    elif (person := self.topics.profile_user(item.topic)) is not None:
+                        outcomes.extend(self._profile(person, item, b))
                     elif item.retain:
                         b.retained.append(item.topic)
                     else:
-                        outcomes.append(self.handler.handle_parsed(parsed[i], b.now))
+                        p = parsed.get(i) or self._parse(item, b.now)
+                        outcomes.append(self.handler.handle_parsed(p, b.now))
                 case DayStart(user=user):
                     if user in self.profiles:
                         outcomes.append(self.handler.day_started(user, b.now))
@@ -226,6 +241,37 @@ class Worker:
             self.repo.end_batch()
         return b
 
+    def _parse(self, item: Inbound, now: datetime) -> Accepted | Refused:
+        return self.handler.parse(
+            item.topic, item.payload, now, packet_id=item.mid, redelivered=item.dup
+        )
+
+    def _profile(self, user: str, item: Inbound, b: Batch) -> list[Outcome]:
+        """A person set up, changed or removed over MQTT (people.py): stored in this batch,
+        their day planned anew and their nudges re-decided under the new profile."""
+        change = self.people.read(item.topic, user, item.payload)
+        if change is None:
+            return []  # the same profile again (the retained copy at every connect)
+        if isinstance(change, Refused):
+            b.refused += 1
+            b.refusals.append(change)
+            return []
+        b.undo.append((user, self.people.apply(change)))
+        if isinstance(change, ProfileCleared):
+            self.repo.uow.removed(user)
+            b.removed.add(user)
+            b.cancelled = True
+            log.info("user %s removed: their profile was cleared", user)
+            return []
+        self.repo.uow.profile(user, change.text)
+        self.repo.uow.day_reset(user)
+        self.repo.uow.job(self.scheduler.day_row(user, next_day_start(change.profile, b.now)))
+        b.jobs_added = True
+        b.profiled.add(user)
+        b.removed.discard(user)
+        log.info("user %s %s over MQTT", user, "set up" if change.new else "updated")
+        return [self.handler.profile_changed(user, b.now)]
+
     def _absorb(self, out: Outcome, b: Batch) -> None:
         """Stage jobs for the outcome's nudges; the ones due now are published after the commit."""
         if out.refused is not None:
@@ -261,7 +307,8 @@ class Worker:
         # What the user is waiting for goes first; acks and the scheduler's wake-up (its
         # thread then queries the job table, competing for the GIL) come after.
         for nudge in b.immediate:
-            self.outbox.publish(nudge, b.now, b.payloads.get(nudge.nudge_id))
+            if nudge.user in self.profiles:  # else removed later in the batch
+                self.outbox.publish(nudge, b.now, b.payloads.get(nudge.nudge_id))
         for mid, qos in b.acks:
             self.transport.ack(mid, qos)
         self.scheduler.committed(b.earliest_job if b.jobs_added else None, cancelled=b.cancelled)
@@ -281,6 +328,11 @@ class Worker:
             self.announcer.taken()
         if b.fire:
             self.outbox.fire(b.fire, b.now)
+        if b.profiled or b.removed:  # their discovery and state, or their removal
+            self.announcer.added_users |= b.profiled
+            self.announcer.removed_users |= b.removed
+            b.announce = bool(b.announce)
+            b.diagnostics = True
         if b.announce is not None:
             self.announcer.announce(full=b.announce)
         for user in b.changed:

@@ -29,6 +29,7 @@ from .schema import (
     metadata,
     migrate,
     nudges,
+    profiles,
     user_states,
     users,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "metadata",
     "migrate",
     "nudges",
+    "profiles",
     "user_states",
     "users",
 ]

@@ -11,7 +11,17 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 
 from ..jobs import DAY_PREFIX, day_job_user, day_jobs_of
 from ..models import Nudge
-from .schema import CANCELLED, PENDING, OutboxRow, jobs, meta, nudges, outbox_row, users
+from .schema import (
+    CANCELLED,
+    PENDING,
+    OutboxRow,
+    jobs,
+    meta,
+    nudges,
+    outbox_row,
+    profiles,
+    users,
+)
 from .sql import RawSql
 
 
@@ -63,6 +73,13 @@ class Queries:
             value = conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
         return None if value is None else str(value)
 
+    def profiles(self) -> dict[str, str]:
+        """Every profile received over MQTT, as stored."""
+        with self.engine.connect() as conn:
+            return {
+                r[0]: r[1] for r in conn.execute(select(profiles.c.user_id, profiles.c.profile))
+            }
+
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             pending = conn.execute(
@@ -94,6 +111,13 @@ class Members:
                     insert(users),
                     [{"user_id": u, "announced_at": time.time()} for u in wanted - known],
                 )
+
+    def forget_profiles(self, user_ids: Iterable[str]) -> None:
+        """Stored profiles no longer used (the YAML now defines these users)."""
+        ids = list(user_ids)
+        if ids:
+            with self.engine.begin() as conn:
+                conn.execute(delete(profiles).where(profiles.c.user_id.in_(ids)))
 
     def remove(self, user: str) -> int:
         """Drop a user's pending nudges and jobs (the user left the config); returns how many."""

@@ -119,7 +119,9 @@ class SqlRepository:
         self._seen_checked.clear()
         self._seen_known.clear()
 
-    def _states_committed(self, states: dict[str, UserState]) -> None:
+    def _states_committed(self, states: dict[str, UserState], removed: set[str]) -> None:
         self._states.update(states)
+        for user in removed:
+            self._states.pop(user, None)
         self._seen_checked.clear()
         self._seen_known.clear()

@@ -70,6 +70,15 @@ users = Table(
     Column("announced_at", Float, nullable=False),
 )
 
+# People set up over MQTT (people.py): each one's profile JSON as received and validated.
+profiles = Table(
+    "rc_profiles",
+    metadata,
+    Column("user_id", String(32), primary_key=True),
+    Column("profile", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
 # Small facts about the service itself (e.g. what was last announced to Home Assistant).
 meta = Table(
     "rc_meta",
@@ -124,7 +133,8 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-SCHEMA_VERSION = 2  # 1: outbox rows pickled their Nudge; 2: the payload JSON is the nudge
+# 1: outbox rows pickled their Nudge; 2: the payload JSON is the nudge; 3: rc_profiles
+SCHEMA_VERSION = 3
 
 
 class SchemaTooNewError(RuntimeError):
@@ -136,6 +146,8 @@ def migrate(engine: Engine) -> None:
 
     1 -> 2: nothing to rewrite (every schema-1 row also holds its payload JSON, which is
     now what is read); new rows leave the pickle column empty.
+    2 -> 3: rc_profiles is new (create_all made it). A schema-2 Recovery Coach refuses the
+    store from then on, since it would forget the people set up over MQTT.
     """
     with engine.begin() as conn:
         found = conn.execute(select(meta.c.value).where(meta.c.key == "schema")).scalar()

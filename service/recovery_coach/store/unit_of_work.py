@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..jobs import JOBS_TABLE, JobRow, is_day_job
+from ..jobs import JOBS_TABLE, JobRow, day_jobs_of, is_day_job
 from ..models import Nudge, Profile, UserState
 from .schema import (
     CANCELLED,
@@ -44,13 +44,17 @@ class UnitOfWork:
         self._expired: set[str] = set()
         self._prune_at: float | None = None  # epoch seconds: forget what is older
         self._meta: dict[str, str] = {}
+        self._profiles: dict[str, str] = {}  # people set up over MQTT: user -> profile JSON
+        self._removed: set[str] = set()  # people whose profile was cleared
+        self._day_reset: set[str] = set()  # users whose day-start job is planned anew
         self._existing: dict[str, str] | None = None  # staged nudge id -> stored status
         # Users whose state row is known to exist (the repository adds those it loaded).
         self.state_rows: set[str] = set()
         # The nudge JSON written by the last commit, so publishing does not build it again.
         self.written_payloads: dict[str, str] = {}
-        # Told the states each commit wrote (the repository's write-through cache).
-        self.on_commit: Callable[[dict[str, UserState]], None] = lambda states: None
+        # Told the states each commit wrote and the users it removed (the repository's
+        # write-through cache).
+        self.on_commit: Callable[[dict[str, UserState], set[str]], None] = lambda s, r: None
 
     # -- staging
 
@@ -93,6 +97,22 @@ class UnitOfWork:
         """A fact about the service itself, written with the next commit."""
         self._meta[key] = value
 
+    def profile(self, user: str, text: str) -> None:
+        """A person set up or changed over MQTT (people.py)."""
+        self._profiles[user] = text
+        self._removed.discard(user)
+
+    def removed(self, user: str) -> None:
+        """A person whose profile was cleared: their pending nudges and jobs are cancelled,
+        and what the store holds about their health (state, handled events) goes."""
+        self._removed.add(user)
+        self._profiles.pop(user, None)
+        self.states.pop(user, None)
+
+    def day_reset(self, user: str) -> None:
+        """The user's day-start jobs go; the one staged in this batch (if any) replaces them."""
+        self._day_reset.add(user)
+
     def earliest_job(self) -> float | None:
         """When the soonest job of this batch is due (epoch seconds), None without jobs."""
         return min((j.next_run_time for j in self._jobs.values()), default=None)
@@ -126,6 +146,9 @@ class UnitOfWork:
             or self._expired
             or self._prune_at is not None
             or self._meta
+            or self._profiles
+            or self._removed
+            or self._day_reset
         )
 
     # -- the transaction
@@ -141,7 +164,8 @@ class UnitOfWork:
             self.sql.abort()
             raise
         self.state_rows.update(self.states)
-        self.on_commit(self.states)
+        self.state_rows -= self._removed
+        self.on_commit(self.states, set(self._removed))
         self._clear()
 
     def rollback(self) -> None:
@@ -160,6 +184,9 @@ class UnitOfWork:
         self._expired.clear()
         self._prune_at = None
         self._meta.clear()
+        self._profiles.clear()
+        self._removed.clear()
+        self._day_reset.clear()
 
     def _write(self, cur: Any, now: float) -> None:
         self.written_payloads = {}
@@ -181,6 +208,8 @@ class UnitOfWork:
         gone = self._cancel | set(replaced)
         gone.update(j for j in self._jobs if is_day_job(j) or j in existing)
         self.sql.execute_in(cur, f"DELETE FROM {JOBS_TABLE} WHERE id IN ({{}})", sorted(gone))
+        for user in sorted(self._day_reset):
+            self.sql.execute(cur, f"DELETE FROM {JOBS_TABLE} WHERE id LIKE ?", (day_jobs_of(user),))
         self._set_status(cur, self._cancel, CANCELLED)
         self.sql.execute_in(
             cur,
@@ -207,6 +236,7 @@ class UnitOfWork:
         self._set_status(cur, self._expired, EXPIRED)
         if self._prune_at is not None:
             self._prune(cur, self._prune_at)
+        self._write_people(cur, now)
         if self._meta:
             self.sql.execute_in(cur, "DELETE FROM rc_meta WHERE key IN ({})", sorted(self._meta))
             self.sql.many(
@@ -234,6 +264,37 @@ class UnitOfWork:
                 "INSERT INTO rc_user_states (user_id, state, updated_at) VALUES (?, ?, ?)",
                 [(u, encode_state(self.states[u]), now) for u in new],
             )
+
+    def _write_people(self, cur: Any, now: float) -> None:
+        """Profiles set, then people removed: last, so that what this batch staged for a
+        removed person (a nudge, a job) goes with the rest."""
+        if self._profiles:
+            ids = sorted(self._profiles)
+            self.sql.execute_in(cur, "DELETE FROM rc_profiles WHERE user_id IN ({})", ids)
+            self.sql.many(
+                cur,
+                "INSERT INTO rc_profiles (user_id, profile, updated_at) VALUES (?, ?, ?)",
+                [(u, self._profiles[u], now) for u in ids],
+            )
+            self.sql.many(
+                cur,
+                "INSERT INTO rc_users (user_id, announced_at) VALUES (?, ?) "
+                "ON CONFLICT (user_id) DO NOTHING",
+                [(u, now) for u in ids],
+            )
+        for user in sorted(self._removed):
+            pending = "SELECT nudge_id FROM rc_nudges WHERE user_id = ? AND status = ?"
+            self.sql.execute(
+                cur, f"DELETE FROM {JOBS_TABLE} WHERE id IN ({pending})", (user, PENDING)
+            )
+            self.sql.execute(cur, f"DELETE FROM {JOBS_TABLE} WHERE id LIKE ?", (day_jobs_of(user),))
+            self.sql.execute(
+                cur,
+                "UPDATE rc_nudges SET status = ? WHERE user_id = ? AND status = ?",
+                (CANCELLED, user, PENDING),
+            )
+            for table in ("rc_profiles", "rc_users", "rc_user_states", "rc_handled_events"):
+                self.sql.execute(cur, f"DELETE FROM {table} WHERE user_id = ?", (user,))
 
     def _set_status(self, cur: Any, ids: set[str], status: str) -> None:
         """Pending nudges among `ids` become `status` (cancelled, expired)."""
