@@ -41,7 +41,7 @@ def _discovery_info(payload: str = "online") -> MqttServiceInfo:
 async def test_user_flow_errors_then_success(
     hass: HomeAssistant, mqtt_mock: MqttMockHAClient
 ) -> None:
-    """Bad topic, no service, no users and no selection all show an error; then it works."""
+    """Bad topic, no service and no selection all show an error; then it works."""
     async_mock_service(hass, "notify", "mobile_app_pixel")
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
     assert result["type"] is FlowResultType.FORM
@@ -59,12 +59,6 @@ async def test_user_flow_errors_then_success(
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "no_service"}
     assert result["description_placeholders"] == {"base_topic": "coach"}
-
-    with patch(PROBE, return_value=ServiceProbe(status="online")):
-        result = await hass.config_entries.flow.async_configure(
-            result["flow_id"], {"base_topic": BASE}
-        )
-    assert result["errors"] == {"base": "no_users"}
 
     with patch(PROBE, return_value=FOUND):
         result = await hass.config_entries.flow.async_configure(
@@ -95,6 +89,22 @@ async def test_user_flow_errors_then_success(
         "users": {"alex": {"phones": ["mobile_app_pixel"]}, "sam": {"phones": []}}
     }
     assert result["result"].unique_id == BASE
+
+
+async def test_a_service_without_users_yet_gets_an_entry_to_add_people_to(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient
+) -> None:
+    """Zero YAML: the service runs with nobody configured; the entry is made at once and
+    people are added to it ("Add person", tests_ha/test_people.py)."""
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    with patch(PROBE, return_value=ServiceProbe(status="online")):
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"base_topic": BASE}
+        )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["options"] == {"users": {}}
+    entry = result["result"]
+    assert "person" in entry.supported_subentry_types
 
 
 async def test_user_flow_aborts_without_mqtt(hass: HomeAssistant) -> None:
@@ -207,8 +217,6 @@ async def test_options_flow(hass: HomeAssistant, loaded_entry: MockConfigEntry) 
 
     result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
     assert result["step_id"] == "init"
-    result = await hass.config_entries.options.async_configure(result["flow_id"], {"users": []})
-    assert result["errors"] == {"base": "no_users_selected"}
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {"users": ["alex", "sam"]}
     )
@@ -245,6 +253,18 @@ async def test_options_flow(hass: HomeAssistant, loaded_entry: MockConfigEntry) 
     }
     # Reloaded with the new options.
     assert loaded_entry.runtime_data.hub.followed_users == ["alex", "sam"]
+
+
+async def test_options_may_follow_no_yaml_user(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """With people set up in the entry, no YAML user needs following."""
+    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+    result = await hass.config_entries.options.async_configure(result["flow_id"], {"users": []})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert loaded_entry.options == {"users": {}}
+    assert loaded_entry.runtime_data.hub.followed_users == []
 
 
 async def test_reconfigure_to_another_base_topic(

@@ -16,10 +16,11 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.typing import ConfigType
 
 from .announcements import async_announce
-from .const import CONF_ANNOUNCE_ENTITY, CONF_PHONES, CONF_TTS_ENGINE, DOMAIN
+from .const import CONF_ANNOUNCE_ENTITY, CONF_BASE_TOPIC, CONF_PHONES, CONF_TTS_ENGINE, DOMAIN
 from .gym_zone import async_track_gym_zones
 from .hub import RecoveryCoachConfigEntry, RecoveryCoachHub, RecoveryCoachRuntimeData
 from .phone_notifications import async_listen_for_actions, async_notify_phones
+from .profiles import PeopleFollower, async_remove_people, people_of
 from .services import async_setup_services
 from .voice import async_setup_voice
 
@@ -39,8 +40,15 @@ async def async_setup_entry(hass: HomeAssistant, entry: RecoveryCoachConfigEntry
         raise ConfigEntryNotReady(translation_domain=DOMAIN, translation_key="mqtt_not_available")
     hub = RecoveryCoachHub(hass, entry)
     await hub.async_start()
-    runtime = RecoveryCoachRuntimeData(hub=hub, unsubscribers=[hub.async_stop])
+    people = PeopleFollower(hass, entry)
+    await people.async_start()
+    runtime = RecoveryCoachRuntimeData(
+        hub=hub,
+        unsubscribers=[hub.async_stop, people.async_stop],
+        configured=_configured(entry),
+    )
     entry.runtime_data = runtime
+    entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
 
     @callback
     def on_nudge(user_id: str, nudge: dict[str, Any]) -> None:
@@ -67,6 +75,30 @@ async def async_setup_entry(hass: HomeAssistant, entry: RecoveryCoachConfigEntry
         ]
     )
     return True
+
+
+async def _async_entry_updated(hass: HomeAssistant, entry: RecoveryCoachConfigEntry) -> None:
+    """Options or people changed: a person deleted is removed from the service (an empty
+    retained profile), then the entry is reloaded with what is now configured. Other
+    updates of the entry (HA's own bookkeeping) change nothing here."""
+    before = entry.runtime_data.configured
+    if _configured(entry) == before:
+        return
+    gone = sorted(set(before[1]) - set(people_of(entry)))
+    await async_remove_people(hass, entry.data[CONF_BASE_TOPIC], gone)
+    await hass.config_entries.async_reload(entry.entry_id)
+
+
+def _configured(entry: RecoveryCoachConfigEntry) -> tuple[Any, Any]:
+    """What the running entry was built from: its options and its people."""
+    people = {user_id: dict(data) for user_id, data in people_of(entry).items()}
+    return (dict(entry.options), people)
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: RecoveryCoachConfigEntry) -> None:
+    """The integration is removed: the people set up in it leave the service too."""
+    if await mqtt.async_wait_for_mqtt_client(hass):
+        await async_remove_people(hass, entry.data[CONF_BASE_TOPIC], sorted(people_of(entry)))
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: RecoveryCoachConfigEntry) -> bool:

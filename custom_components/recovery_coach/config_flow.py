@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import voluptuous as vol
@@ -11,16 +12,25 @@ from homeassistant.config_entries import (
     ConfigEntryState,
     ConfigFlow,
     ConfigFlowResult,
-    OptionsFlowWithReload,
+    ConfigSubentry,
+    ConfigSubentryFlow,
+    OptionsFlow,
+    SubentryFlowResult,
 )
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.data_entry_flow import section
 from homeassistant.helpers.selector import (
     EntitySelector,
     EntitySelectorConfig,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
     SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
+    SelectSelectorMode,
     TextSelector,
+    TimeSelector,
 )
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 
@@ -38,6 +48,30 @@ from .const import (
     STATUS_OFFLINE,
     STATUS_ONLINE,
 )
+from .people import (
+    CONF_GOAL,
+    CONF_PERSON,
+    CONF_PLAN,
+    CONF_PROTEIN,
+    CONF_RUNNING,
+    CONF_SLEEP_HOURS,
+    CONF_USER_ID,
+    CONF_WAKE_BY_DAY,
+    CONF_WAKE_TIME,
+    CONF_WEIGHT_ENTITY,
+    CONF_WEIGHT_KG,
+    EXPERIENCE,
+    GOALS,
+    PLAN_FOCUSES,
+    SUBENTRY_PERSON,
+    WEEKDAYS,
+    async_publish_profile,
+    problems_text,
+    profile_payload,
+    user_id_for,
+    weight_kg_of,
+)
+from .profiles import async_clear_profile_issue, people_of, person_name, person_weight_kg
 from .topics import is_valid_base_topic
 
 STATUS_SUFFIX = "/status"
@@ -86,13 +120,20 @@ class RecoveryCoachConfigFlow(ConfigFlow, domain=DOMAIN):
         """Options: users, phones, speakers, gym zones."""
         return RecoveryCoachOptionsFlow()
 
+    @classmethod
+    @callback
+    def async_get_supported_subentry_types(
+        cls, config_entry: ConfigEntry
+    ) -> dict[str, type[ConfigSubentryFlow]]:
+        """One subentry per person set up here ("Add person")."""
+        return {SUBENTRY_PERSON: PersonSubentryFlow}
+
     async def _async_find_service(self) -> str | None:
-        """Probe the broker; return an error key, or None with the users found."""
+        """Probe the broker; return an error key, or None with the users found (a service
+        with none yet is fine: people are then added here, "Add person")."""
         found = await probe.async_probe_service(self.hass, self._base_topic)
         if found.status not in (STATUS_ONLINE, STATUS_OFFLINE):
             return "no_service"
-        if not found.users:
-            return "no_users"
         self._found_users = found.users
         return None
 
@@ -182,7 +223,14 @@ class RecoveryCoachConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
     async def async_step_users(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Pick the users to follow."""
+        """Pick the users of the service's YAML to follow; with none, the entry is made and
+        people are added to it in the UI."""
+        if not self._found_users:
+            return self.async_create_entry(
+                title=f"Recovery Coach ({self._base_topic})",
+                data={CONF_BASE_TOPIC: self._base_topic},
+                options={CONF_USERS: {}},
+            )
         errors: dict[str, str] = {}
         if user_input is not None:
             chosen = [u for u in user_input[CONF_USERS] if u in self._found_users]
@@ -228,7 +276,7 @@ class RecoveryCoachConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
 
-class RecoveryCoachOptionsFlow(OptionsFlowWithReload):
+class RecoveryCoachOptionsFlow(OptionsFlow):
     """Change followed users, phones, speakers and gym zones."""
 
     def __init__(self) -> None:
@@ -237,11 +285,14 @@ class RecoveryCoachOptionsFlow(OptionsFlowWithReload):
         self._new_options: dict[str, Any] = {}
 
     def _known_users(self) -> dict[str, str]:
-        """Followed users plus every user whose state the running hub has seen."""
+        """Followed users plus every user whose state the running hub has seen, but the
+        people set up in this entry (their settings are in their own subentry)."""
         known = {user_id: user_id for user_id in self.config_entry.options.get(CONF_USERS, {})}
         if self.config_entry.state is ConfigEntryState.LOADED:
             hub = self.config_entry.runtime_data.hub
             known.update({user_id: hub.display_name(user_id) for user_id in (*known, *hub.states)})
+        for user_id in people_of(self.config_entry):
+            known.pop(user_id, None)
         return known
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
@@ -249,22 +300,20 @@ class RecoveryCoachOptionsFlow(OptionsFlowWithReload):
         current: dict[str, dict[str, Any]] = self.config_entry.options.get(CONF_USERS, {})
         errors: dict[str, str] = {}
         if user_input is not None:
-            if not user_input[CONF_USERS]:
-                errors["base"] = "no_users_selected"
-            else:
-                self._users_to_edit = sorted(user_input[CONF_USERS])
-                self._new_options = {
-                    CONF_USERS: {u: dict(current.get(u, {})) for u in self._users_to_edit}
-                }
-                if engine := user_input.get(CONF_TTS_ENGINE):
-                    self._new_options[CONF_TTS_ENGINE] = engine
-                return await self.async_step_user_settings()
+            # None picked is fine: the people set up in this entry are followed anyway.
+            self._users_to_edit = sorted(user_input.get(CONF_USERS, []))
+            self._new_options = {
+                CONF_USERS: {u: dict(current.get(u, {})) for u in self._users_to_edit}
+            }
+            if engine := user_input.get(CONF_TTS_ENGINE):
+                self._new_options[CONF_TTS_ENGINE] = engine
+            return await self.async_step_user_settings()
         engine = self.config_entry.options.get(CONF_TTS_ENGINE)
         return self.async_show_form(
             step_id="init",
             data_schema=vol.Schema(
                 {
-                    vol.Required(CONF_USERS, default=sorted(current)): SelectSelector(
+                    vol.Optional(CONF_USERS, default=sorted(current)): SelectSelector(
                         SelectSelectorConfig(
                             options=_user_options(self._known_users()), multiple=True
                         )
@@ -323,4 +372,156 @@ class RecoveryCoachOptionsFlow(OptionsFlowWithReload):
             ),
             errors=errors,
             description_placeholders={"name": self._known_users().get(user_id, user_id)},
+        )
+
+
+def _person_schema(hass: HomeAssistant, current: Mapping[str, Any], *, new: bool) -> vol.Schema:
+    """The person form; `current` fills in what the person has (editing)."""
+
+    def suggested(key: str) -> dict[str, Any]:
+        return {"suggested_value": current.get(key)} if key in current else {}
+
+    def pick(options: tuple[str, ...], key: str) -> SelectSelector:
+        return SelectSelector(
+            SelectSelectorConfig(
+                options=list(options), translation_key=key, mode=SelectSelectorMode.DROPDOWN
+            )
+        )
+
+    fields: dict[Any, Any] = {}
+    if new:
+        fields[vol.Required(CONF_PERSON)] = EntitySelector(EntitySelectorConfig(domain="person"))
+    fields.update(
+        {
+            vol.Optional(CONF_WEIGHT_KG, description=suggested(CONF_WEIGHT_KG)): NumberSelector(
+                NumberSelectorConfig(
+                    min=25, max=400, step=0.1, unit_of_measurement="kg", mode=NumberSelectorMode.BOX
+                )
+            ),
+            vol.Optional(CONF_WEIGHT_ENTITY, description=suggested(CONF_WEIGHT_ENTITY)): (
+                EntitySelector(EntitySelectorConfig(domain="sensor", device_class="weight"))
+            ),
+            vol.Required(CONF_GOAL, default=current.get(CONF_GOAL, "general")): pick(
+                GOALS, CONF_GOAL
+            ),
+            vol.Required(CONF_RUNNING, default=current.get(CONF_RUNNING, "intermediate")): pick(
+                EXPERIENCE, CONF_RUNNING
+            ),
+            vol.Required(CONF_WAKE_TIME, default=current.get(CONF_WAKE_TIME, "07:00:00")): (
+                TimeSelector()
+            ),
+            vol.Required(CONF_SLEEP_HOURS, default=current.get(CONF_SLEEP_HOURS, 8)): (
+                NumberSelector(
+                    NumberSelectorConfig(min=8, max=12, step=0.5, unit_of_measurement="h")
+                )
+            ),
+            vol.Required(CONF_PROTEIN, default=current.get(CONF_PROTEIN, 1.6)): NumberSelector(
+                NumberSelectorConfig(min=1.2, max=3.0, step=0.1, unit_of_measurement="g/kg")
+            ),
+            vol.Optional(CONF_WAKE_BY_DAY): section(
+                vol.Schema(
+                    {
+                        vol.Optional(
+                            day,
+                            description={
+                                "suggested_value": (current.get(CONF_WAKE_BY_DAY) or {}).get(day)
+                            },
+                        ): TimeSelector()
+                        for day in WEEKDAYS
+                    }
+                ),
+                {"collapsed": True},
+            ),
+            vol.Optional(CONF_PLAN): section(
+                vol.Schema(
+                    {
+                        vol.Optional(
+                            day,
+                            description={
+                                "suggested_value": (current.get(CONF_PLAN) or {}).get(day)
+                            },
+                        ): pick(PLAN_FOCUSES, "plan_focus")
+                        for day in WEEKDAYS
+                    }
+                ),
+                {"collapsed": True},
+            ),
+            vol.Optional(CONF_PHONES, description=suggested(CONF_PHONES)): _phones_selector(hass),
+            vol.Optional(CONF_ANNOUNCE_ENTITY, description=suggested(CONF_ANNOUNCE_ENTITY)): (
+                EntitySelector(EntitySelectorConfig(domain=["media_player", "assist_satellite"]))
+            ),
+            vol.Optional(CONF_GYM_ZONE, description=suggested(CONF_GYM_ZONE)): EntitySelector(
+                EntitySelectorConfig(domain="zone")
+            ),
+        }
+    )
+    return vol.Schema(fields)
+
+
+class PersonSubentryFlow(ConfigSubentryFlow):
+    """Add a person (their profile is published to the service), or edit one."""
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        """Add a person."""
+        return await self._async_person_step("user", user_input, None)
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Edit a person: their profile is published again."""
+        return await self._async_person_step(
+            "reconfigure", user_input, self._get_reconfigure_subentry()
+        )
+
+    async def _async_person_step(
+        self, step_id: str, user_input: dict[str, Any] | None, subentry: ConfigSubentry | None
+    ) -> SubentryFlowResult:
+        entry = self._get_entry()
+        current: dict[str, Any] = dict(subentry.data) if subentry else {}
+        errors: dict[str, str] = {}
+        placeholders = {"problems": "", "name": subentry.title if subentry else ""}
+        if user_input is not None:
+            data = {**current, **user_input}
+            if subentry is None:
+                data[CONF_USER_ID] = user_id_for(user_input[CONF_PERSON]) or ""
+            user_id = data[CONF_USER_ID]
+            taken = {s.unique_id for s in entry.subentries.values() if s is not subentry}
+            if not user_id:
+                errors[CONF_PERSON] = "invalid_person"
+            elif user_id in taken:
+                errors[CONF_PERSON] = "person_already_added"
+            elif (
+                user_input.get(CONF_WEIGHT_ENTITY)
+                and weight_kg_of(self.hass.states.get(user_input[CONF_WEIGHT_ENTITY])) is None
+            ):
+                errors[CONF_WEIGHT_ENTITY] = "weight_unreadable"
+            else:
+                name = person_name(self.hass, data[CONF_PERSON], user_id)
+                refusal = await async_publish_profile(
+                    self.hass,
+                    entry.data[CONF_BASE_TOPIC],
+                    user_id,
+                    profile_payload(
+                        data,
+                        name=name,
+                        timezone=str(self.hass.config.time_zone),
+                        weight_kg=person_weight_kg(self.hass, data),
+                    ),
+                )
+                if refusal is None:
+                    async_clear_profile_issue(self.hass, entry.entry_id, user_id)
+                    if subentry is None:
+                        return self.async_create_entry(title=name, data=data, unique_id=user_id)
+                    return self.async_update_and_abort(entry, subentry, title=name, data=data)
+                errors["base"] = "profile_refused"
+                placeholders["problems"] = problems_text(refusal)
+                for problem in refusal.get("problems") or []:
+                    if isinstance(problem, dict) and problem.get("field") in data:
+                        errors[str(problem["field"])] = "profile_field_refused"
+            current = data
+        return self.async_show_form(
+            step_id=step_id,
+            data_schema=_person_schema(self.hass, current, new=subentry is None),
+            errors=errors,
+            description_placeholders=placeholders,
         )

@@ -57,3 +57,13 @@ def nudge_action_topic(base: str, user_id: str, nudge_id: str, action: str) -> s
 def event_topic(base: str, user_id: str, event: str) -> str:
     """Topic of an inbound event, e.g. `workout/completed` or `gym/checkin`."""
     return f"{base}/{user_id}/{event}"
+
+
+def profile_topic(base: str, user_id: str) -> str:
+    """Topic of a person's retained profile, published by Home Assistant (user_id may be `+`)."""
+    return f"{base}/{user_id}/profile"
+
+
+def error_topic(base: str, user_id: str) -> str:
+    """Topic where the service refuses a user's message (user_id may be `+`)."""
+    return f"{base}/{user_id}/error"

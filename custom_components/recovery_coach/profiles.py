@@ -1,0 +1,170 @@
+"""The people of an entry, while it runs: their settings for the hub, their weight sensors
+followed (a profile republished when the weight moves by 0.5 kg or more), the service's late
+refusals raised as repair issues, and an empty profile published for a person deleted."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from homeassistant.components import mqtt
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import CALLBACK_TYPE, Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.event import async_track_state_change_event
+
+from .const import (
+    CONF_ANNOUNCE_ENTITY,
+    CONF_BASE_TOPIC,
+    CONF_GYM_ZONE,
+    CONF_PHONES,
+    CONF_TRACKER,
+    DOMAIN,
+    LOGGER,
+)
+from .payloads import parse_json_object
+from .people import (
+    CONF_PERSON,
+    CONF_USER_ID,
+    CONF_WEIGHT_ENTITY,
+    CONF_WEIGHT_KG,
+    SUBENTRY_PERSON,
+    WEIGHT_STEP_KG,
+    async_publish_profile,
+    problems_text,
+    profile_payload,
+    weight_kg_of,
+)
+from .topics import error_topic, profile_topic, user_from_topic
+
+
+def person_name(hass: HomeAssistant, person: str, fallback: str) -> str:
+    state = hass.states.get(person)
+    name = state.name if state is not None else None
+    return name or fallback
+
+
+def person_weight_kg(hass: HomeAssistant, data: Mapping[str, Any]) -> float | None:
+    """The weight to publish: the sensor's when one is followed and readable, else the
+    number typed in."""
+    entity = data.get(CONF_WEIGHT_ENTITY)
+    if entity and (kg := weight_kg_of(hass.states.get(entity))) is not None:
+        return kg
+    typed = data.get(CONF_WEIGHT_KG)
+    return round(float(typed), 1) if typed is not None else None
+
+
+def people_of(entry: ConfigEntry) -> dict[str, Mapping[str, Any]]:
+    """user id -> subentry data, for every person set up in this entry."""
+    return {
+        s.data[CONF_USER_ID]: s.data
+        for s in entry.subentries.values()
+        if s.subentry_type == SUBENTRY_PERSON and s.data.get(CONF_USER_ID)
+    }
+
+
+def settings_of(data: Mapping[str, Any]) -> dict[str, Any]:
+    """What the hub needs of a person: phones, speaker, and the person as the gym tracker."""
+    out = {k: data[k] for k in (CONF_PHONES, CONF_ANNOUNCE_ENTITY, CONF_GYM_ZONE) if data.get(k)}
+    if data.get(CONF_GYM_ZONE):
+        out[CONF_TRACKER] = data[CONF_PERSON]
+    return out
+
+
+def _issue_id(entry_id: str, user_id: str) -> str:
+    return f"profile_refused_{entry_id}_{user_id}"
+
+
+@callback
+def async_clear_profile_issue(hass: HomeAssistant, entry_id: str, user_id: str) -> None:
+    ir.async_delete_issue(hass, DOMAIN, _issue_id(entry_id, user_id))
+
+
+class PeopleFollower:
+    """Runs beside the hub for one loaded entry."""
+
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry) -> None:
+        self.hass = hass
+        self.entry = entry
+        self.base: str = entry.data[CONF_BASE_TOPIC]
+        self.people = people_of(entry)
+        self._published_kg: dict[str, float | None] = {}
+        self._unsubscribers: list[CALLBACK_TYPE] = []
+
+    async def async_start(self) -> None:
+        for user_id, data in self.people.items():
+            self._published_kg[user_id] = person_weight_kg(self.hass, data)
+        sensors = {
+            data[CONF_WEIGHT_ENTITY]: user_id
+            for user_id, data in self.people.items()
+            if data.get(CONF_WEIGHT_ENTITY)
+        }
+        if sensors:
+            self._unsubscribers.append(
+                async_track_state_change_event(
+                    self.hass, list(sensors), lambda e: self._weight_changed(sensors, e)
+                )
+            )
+        self._unsubscribers.append(
+            await mqtt.async_subscribe(
+                self.hass, error_topic(self.base, "+"), self._on_error, qos=1
+            )
+        )
+
+    @callback
+    def async_stop(self) -> None:
+        while self._unsubscribers:
+            self._unsubscribers.pop()()
+
+    @callback
+    def _weight_changed(self, sensors: dict[str, str], event: Event[EventStateChangedData]) -> None:
+        user_id = sensors[event.data["entity_id"]]
+        kg = weight_kg_of(event.data["new_state"])
+        last = self._published_kg.get(user_id)
+        if kg is None or (last is not None and abs(kg - last) < WEIGHT_STEP_KG):
+            return
+        self._published_kg[user_id] = kg
+        self.entry.async_create_background_task(
+            self.hass, self.async_republish(user_id), f"{DOMAIN} weight {user_id}"
+        )
+
+    async def async_republish(self, user_id: str) -> None:
+        data = self.people[user_id]
+        payload = profile_payload(
+            data,
+            name=person_name(self.hass, data[CONF_PERSON], user_id),
+            timezone=str(self.hass.config.time_zone),
+            weight_kg=person_weight_kg(self.hass, data),
+        )
+        # A refusal arriving now is raised by _on_error as a repair issue.
+        await async_publish_profile(self.hass, self.base, user_id, payload, timeout=0)
+
+    @callback
+    def _on_error(self, msg: mqtt.ReceiveMessage) -> None:
+        """A profile of this entry's people refused after its form closed (a weight the
+        scale reported, the service upgraded): a repair issue says what to fix."""
+        user_id = user_from_topic(self.base, msg.topic)
+        body = parse_json_object(msg.payload)
+        if user_id not in self.people or body is None:
+            return
+        if body.get("topic") != profile_topic(self.base, user_id):
+            return
+        LOGGER.warning("Recovery Coach refused the profile of %s", user_id)
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            _issue_id(self.entry.entry_id, user_id),
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="profile_refused",
+            translation_placeholders={
+                "name": person_name(self.hass, self.people[user_id][CONF_PERSON], user_id),
+                "problems": problems_text(body),
+            },
+        )
+
+
+async def async_remove_people(hass: HomeAssistant, base: str, user_ids: list[str]) -> None:
+    """Publish the empty retained profile that removes each person from the service."""
+    for user_id in user_ids:
+        await async_publish_profile(hass, base, user_id, None)
