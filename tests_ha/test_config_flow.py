@@ -8,7 +8,7 @@ from unittest.mock import patch
 
 import pytest
 from custom_components.recovery_coach.probe import ServiceProbe, async_probe_service
-from homeassistant.config_entries import SOURCE_MQTT, SOURCE_USER
+from homeassistant.config_entries import SOURCE_MQTT, SOURCE_RECONFIGURE, SOURCE_USER
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
@@ -85,10 +85,16 @@ async def test_user_flow_errors_then_success(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "Recovery Coach (recovery_coach)"
     assert result["data"] == {"base_topic": BASE}
-    assert result["options"] == {
-        "users": {"alex": {"phones": ["mobile_app_pixel"]}, "sam": {"phones": []}}
-    }
-    assert result["result"].unique_id == BASE
+    assert result["options"] == {}
+    entry = result["result"]
+    assert entry.unique_id == BASE
+    # Each followed user of the service's YAML is a subentry of its own.
+    assert sorted(
+        (s.subentry_type, s.unique_id, s.title, dict(s.data)) for s in entry.subentries.values()
+    ) == [
+        ("service_user", "alex", "Alex", {"user_id": "alex", "phones": ["mobile_app_pixel"]}),
+        ("service_user", "sam", "Sam", {"user_id": "sam", "phones": []}),
+    ]
 
 
 async def test_a_service_without_users_yet_gets_an_entry_to_add_people_to(
@@ -102,9 +108,9 @@ async def test_a_service_without_users_yet_gets_an_entry_to_add_people_to(
             result["flow_id"], {"base_topic": BASE}
         )
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert result["options"] == {"users": {}}
     entry = result["result"]
-    assert "person" in entry.supported_subentry_types
+    assert not entry.subentries
+    assert set(entry.supported_subentry_types) == {"person", "service_user"}
 
 
 async def test_user_flow_aborts_without_mqtt(hass: HomeAssistant) -> None:
@@ -143,7 +149,8 @@ async def test_mqtt_discovery_flow(hass: HomeAssistant, mqtt_mock: MqttMockHACli
     result = await hass.config_entries.flow.async_configure(result["flow_id"], {"users": ["alex"]})
     result = await hass.config_entries.flow.async_configure(result["flow_id"], {"phones": []})
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert result["options"] == {"users": {"alex": {"phones": []}}}
+    [sub] = result["result"].subentries.values()
+    assert (sub.unique_id, dict(sub.data)) == ("alex", {"user_id": "alex", "phones": []})
 
 
 @pytest.mark.parametrize("payload", ["", "hello", '{"not": "a status"}'])
@@ -205,66 +212,106 @@ async def test_probe_times_out_without_service(
     assert found == ServiceProbe()
 
 
-async def test_options_flow(hass: HomeAssistant, loaded_entry: MockConfigEntry) -> None:
-    """Users, phones, speaker and gym zone can be changed; half a gym setup is refused."""
-    async_mock_service(hass, "notify", "mobile_app_pixel")
+async def test_following_another_user_of_the_service(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    """Phones, speaker and gym zone of a YAML user; half a gym setup is refused; then the
+    entry reloads following them."""
     async_mock_service(hass, "notify", "mobile_app_iphone")
     hass.states.async_set("media_player.kitchen", "idle")
-    hass.states.async_set("person.alex", "home")
+    hass.states.async_set("person.sam", "home")
     hass.states.async_set("zone.gym", "0", {"friendly_name": "Gym"})
     async_fire_mqtt_message(hass, f"{BASE}/sam/state", json.dumps({"user": "sam", "name": "Sam"}))
     await hass.async_block_till_done()
 
-    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
-    assert result["step_id"] == "init"
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {"users": ["alex", "sam"]}
+    flow = hass.config_entries.subentries
+    result = await flow.async_init(
+        (loaded_entry.entry_id, "service_user"), context={"source": SOURCE_USER}
     )
-    assert result["step_id"] == "user_settings"
-    assert result["description_placeholders"] == {"name": "alex"}
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {"phones": ["mobile_app_iphone"], "tracker": "person.alex"}
+    assert result["step_id"] == "user"
+    result = await flow.async_configure(result["flow_id"], {"user_id": "alex"})
+    assert result["errors"] == {"user_id": "already_followed"}
+    result = await flow.async_configure(result["flow_id"], {"user_id": "Sam!"})
+    assert result["errors"] == {"user_id": "invalid_user_id"}
+    result = await flow.async_configure(
+        result["flow_id"], {"user_id": "sam", "tracker": "person.sam"}
     )
     assert result["errors"] == {"base": "gym_needs_tracker_and_zone"}
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"],
-        {
-            "phones": ["mobile_app_iphone"],
-            "announce_entity": "media_player.kitchen",
-            "tracker": "person.alex",
-            "gym_zone": "zone.gym",
-        },
-    )
-    assert result["step_id"] == "user_settings"
-    assert result["description_placeholders"] == {"name": "Sam"}
-    result = await hass.config_entries.options.async_configure(result["flow_id"], {})
-    assert result["type"] is FlowResultType.CREATE_ENTRY
-    await hass.async_block_till_done()
-    assert loaded_entry.options == {
-        "users": {
-            "alex": {
-                "phones": ["mobile_app_iphone"],
-                "announce_entity": "media_player.kitchen",
-                "tracker": "person.alex",
-                "gym_zone": "zone.gym",
-            },
-            "sam": {},
-        }
+    settings = {
+        "phones": ["mobile_app_iphone"],
+        "announce_entity": "media_player.kitchen",
+        "tracker": "person.sam",
+        "gym_zone": "zone.gym",
     }
-    # Reloaded with the new options.
-    assert loaded_entry.runtime_data.hub.followed_users == ["alex", "sam"]
+    result = await flow.async_configure(result["flow_id"], {"user_id": "sam", **settings})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "Sam"
+    await hass.async_block_till_done()
+    hub = loaded_entry.runtime_data.hub
+    assert hub.followed_users == ["alex", "sam"]
+    assert hub.user_settings["sam"] == settings
+
+    sub = next(s for s in loaded_entry.subentries.values() if s.unique_id == "sam")
+    result = await flow.async_init(
+        (loaded_entry.entry_id, "service_user"),
+        context={"source": SOURCE_RECONFIGURE, "subentry_id": sub.subentry_id},
+    )
+    result = await flow.async_configure(result["flow_id"], {"phones": ["mobile_app_iphone"]})
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert loaded_entry.runtime_data.hub.user_settings["sam"] == {"phones": ["mobile_app_iphone"]}
 
 
-async def test_options_may_follow_no_yaml_user(
+async def test_options_are_the_speech_engine(
     hass: HomeAssistant, loaded_entry: MockConfigEntry
 ) -> None:
-    """With people set up in the entry, no YAML user needs following."""
+    hass.states.async_set("tts.piper", "unknown")
     result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
-    result = await hass.config_entries.options.async_configure(result["flow_id"], {"users": []})
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"tts_engine": "tts.piper"}
+    )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
-    assert loaded_entry.options == {"users": {}}
-    assert loaded_entry.runtime_data.hub.followed_users == []
+    assert loaded_entry.options == {"tts_engine": "tts.piper"}
+    assert loaded_entry.runtime_data.hub.followed_users == ["alex"]  # reloaded, same users
+
+
+async def test_a_version_1_entry_moves_its_users_into_subentries(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient
+) -> None:
+    """Version 1 kept the followed users in the options."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=BASE,
+        version=1,
+        data={"base_topic": BASE},
+        options={
+            "users": {
+                "alex": {"phones": ["mobile_app_pixel"]},
+                "sam": {"tracker": "person.sam", "gym_zone": "zone.gym"},
+            },
+            "tts_engine": "tts.piper",
+        },
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.version == 2
+    assert entry.options == {"tts_engine": "tts.piper"}
+    assert sorted(
+        (s.subentry_type, s.unique_id, dict(s.data)) for s in entry.subentries.values()
+    ) == [
+        ("service_user", "alex", {"user_id": "alex", "phones": ["mobile_app_pixel"]}),
+        (
+            "service_user",
+            "sam",
+            {"user_id": "sam", "tracker": "person.sam", "gym_zone": "zone.gym"},
+        ),
+    ]
+    assert entry.runtime_data.hub.user_settings == {
+        "alex": {"phones": ["mobile_app_pixel"]},
+        "sam": {"tracker": "person.sam", "gym_zone": "zone.gym"},
+    }
 
 
 async def test_reconfigure_to_another_base_topic(

@@ -94,6 +94,10 @@ def _refused(hass: HomeAssistant, *problems: tuple[str, str]) -> Callable[[str, 
     return answer
 
 
+def _persons(entry: MockConfigEntry) -> list[Any]:
+    return [s for s in entry.subentries.values() if s.subentry_type == SUBENTRY_PERSON]
+
+
 @pytest.fixture
 def people(hass: HomeAssistant) -> None:
     hass.states.async_set("person.robin", "home", {"friendly_name": "Robin"})
@@ -145,7 +149,7 @@ async def test_adding_a_person_publishes_their_profile_retained(
         },
         "weekly_plan": {"mon": "legs", "thu": "upper"},
     }
-    [sub] = loaded_entry.subentries.values()
+    [sub] = _persons(loaded_entry)
     assert sub.unique_id == "robin"
     # Reloaded: the person is followed, their phone gets their nudges.
     assert "robin" in loaded_entry.runtime_data.hub.followed_users
@@ -168,7 +172,7 @@ async def test_a_refused_profile_is_shown_on_the_form_by_field_then_fixed(
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "profile_refused", "weight_kg": "profile_field_refused"}
     assert "weight_kg: must be between 25 and 400" in result["description_placeholders"]["problems"]
-    assert not loaded_entry.subentries
+    assert not _persons(loaded_entry)
     result = await _answering(
         hass,
         mqtt_mock,
@@ -216,7 +220,7 @@ async def test_editing_a_person_republishes_and_a_scale_is_followed(
     hass: HomeAssistant, mqtt_mock: MqttMockHAClient, loaded_entry: MockConfigEntry, people: None
 ) -> None:
     await _add_robin(hass, mqtt_mock, loaded_entry)
-    [sub] = loaded_entry.subentries.values()
+    [sub] = _persons(loaded_entry)
     hass.states.async_set("sensor.scale", "154.3", {"unit_of_measurement": "lb"})
     result = await hass.config_entries.subentries.async_init(
         (loaded_entry.entry_id, SUBENTRY_PERSON),
@@ -280,7 +284,7 @@ async def test_deleting_the_person_clears_their_profile(
     hass: HomeAssistant, mqtt_mock: MqttMockHAClient, loaded_entry: MockConfigEntry, people: None
 ) -> None:
     await _add_robin(hass, mqtt_mock, loaded_entry)
-    [sub] = loaded_entry.subentries.values()
+    [sub] = _persons(loaded_entry)
     assert hass.config_entries.async_remove_subentry(loaded_entry, sub.subentry_id)
     await hass.async_block_till_done()
     assert _profiles(mqtt_mock)[-1] == (f"{BASE}/robin/profile", "", True)

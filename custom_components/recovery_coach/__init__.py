@@ -7,18 +7,29 @@ actions (services) that log workouts, and gym check-in by zone.
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from homeassistant.components import mqtt
+from homeassistant.config_entries import ConfigSubentry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.typing import ConfigType
 
 from .announcements import async_announce
-from .const import CONF_ANNOUNCE_ENTITY, CONF_BASE_TOPIC, CONF_PHONES, CONF_TTS_ENGINE, DOMAIN
+from .const import (
+    CONF_ANNOUNCE_ENTITY,
+    CONF_BASE_TOPIC,
+    CONF_PHONES,
+    CONF_TTS_ENGINE,
+    CONF_USERS,
+    DOMAIN,
+    LOGGER,
+)
 from .gym_zone import async_track_gym_zones
 from .hub import RecoveryCoachConfigEntry, RecoveryCoachHub, RecoveryCoachRuntimeData
+from .people import CONF_USER_ID, SUBENTRY_PERSON, SUBENTRY_SERVICE_USER
 from .phone_notifications import async_listen_for_actions, async_notify_phones
 from .profiles import PeopleFollower, async_remove_people, people_of
 from .services import async_setup_services
@@ -84,15 +95,40 @@ async def _async_entry_updated(hass: HomeAssistant, entry: RecoveryCoachConfigEn
     before = entry.runtime_data.configured
     if _configured(entry) == before:
         return
-    gone = sorted(set(before[1]) - set(people_of(entry)))
+    had = {d[CONF_USER_ID] for t, d in before[1].values() if t == SUBENTRY_PERSON}
+    gone = sorted(had - set(people_of(entry)))
     await async_remove_people(hass, entry.data[CONF_BASE_TOPIC], gone)
     await hass.config_entries.async_reload(entry.entry_id)
 
 
 def _configured(entry: RecoveryCoachConfigEntry) -> tuple[Any, Any]:
-    """What the running entry was built from: its options and its people."""
-    people = {user_id: dict(data) for user_id, data in people_of(entry).items()}
-    return (dict(entry.options), people)
+    """What the running entry was built from: its options and its subentries."""
+    subentries = {s.subentry_id: (s.subentry_type, dict(s.data)) for s in entry.subentries.values()}
+    return (dict(entry.options), subentries)
+
+
+async def async_migrate_entry(hass: HomeAssistant, entry: RecoveryCoachConfigEntry) -> bool:
+    """Version 1 kept each followed user's phones, speaker and gym zone in the options;
+    version 2 gives each its own subentry (a user of the service's YAML), as people set up
+    here have. The text-to-speech engine stays in the options."""
+    if entry.version > 2:
+        return False  # written by a newer release
+    if entry.version == 1:
+        users: dict[str, dict[str, Any]] = dict(entry.options.get(CONF_USERS, {}))
+        for user_id, settings in sorted(users.items()):
+            hass.config_entries.async_add_subentry(
+                entry,
+                ConfigSubentry(
+                    data=MappingProxyType({CONF_USER_ID: user_id, **settings}),
+                    subentry_type=SUBENTRY_SERVICE_USER,
+                    title=user_id,
+                    unique_id=user_id,
+                ),
+            )
+        options = {k: v for k, v in entry.options.items() if k != CONF_USERS}
+        hass.config_entries.async_update_entry(entry, options=options, version=2)
+        LOGGER.info("Migrated %d followed user(s) of %s to subentries", len(users), entry.title)
+    return True
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: RecoveryCoachConfigEntry) -> None:

@@ -13,6 +13,7 @@ from homeassistant.config_entries import (
     ConfigFlow,
     ConfigFlowResult,
     ConfigSubentry,
+    ConfigSubentryData,
     ConfigSubentryFlow,
     OptionsFlow,
     SubentryFlowResult,
@@ -64,6 +65,7 @@ from .people import (
     GOALS,
     PLAN_FOCUSES,
     SUBENTRY_PERSON,
+    SUBENTRY_SERVICE_USER,
     WEEKDAYS,
     async_publish_profile,
     problems_text,
@@ -71,8 +73,8 @@ from .people import (
     user_id_for,
     weight_kg_of,
 )
-from .profiles import async_clear_profile_issue, people_of, person_name, person_weight_kg
-from .topics import is_valid_base_topic
+from .profiles import async_clear_profile_issue, person_name, person_weight_kg
+from .topics import is_valid_base_topic, is_valid_user_id
 
 STATUS_SUFFIX = "/status"
 
@@ -105,7 +107,7 @@ def _phones_selector(hass: HomeAssistant) -> SelectSelector:
 class RecoveryCoachConfigFlow(ConfigFlow, domain=DOMAIN):
     """Set up one entry per base topic."""
 
-    VERSION = 1
+    VERSION = 2  # 2: followed users in subentries (was options), see async_migrate_entry
 
     def __init__(self) -> None:
         """Start with nothing found."""
@@ -126,7 +128,7 @@ class RecoveryCoachConfigFlow(ConfigFlow, domain=DOMAIN):
         cls, config_entry: ConfigEntry
     ) -> dict[str, type[ConfigSubentryFlow]]:
         """One subentry per person set up here ("Add person")."""
-        return {SUBENTRY_PERSON: PersonSubentryFlow}
+        return {SUBENTRY_PERSON: PersonSubentryFlow, SUBENTRY_SERVICE_USER: ServiceUserSubentryFlow}
 
     async def _async_find_service(self) -> str | None:
         """Probe the broker; return an error key, or None with the users found (a service
@@ -229,7 +231,6 @@ class RecoveryCoachConfigFlow(ConfigFlow, domain=DOMAIN):
             return self.async_create_entry(
                 title=f"Recovery Coach ({self._base_topic})",
                 data={CONF_BASE_TOPIC: self._base_topic},
-                options={CONF_USERS: {}},
             )
         errors: dict[str, str] = {}
         if user_input is not None:
@@ -264,7 +265,15 @@ class RecoveryCoachConfigFlow(ConfigFlow, domain=DOMAIN):
             return self.async_create_entry(
                 title=f"Recovery Coach ({self._base_topic})",
                 data={CONF_BASE_TOPIC: self._base_topic},
-                options={CONF_USERS: self._user_settings},
+                subentries=[
+                    ConfigSubentryData(
+                        data={CONF_USER_ID: user_id, **settings},
+                        subentry_type=SUBENTRY_SERVICE_USER,
+                        title=self._found_users.get(user_id, user_id),
+                        unique_id=user_id,
+                    )
+                    for user_id, settings in sorted(self._user_settings.items())
+                ],
             )
         user_id = self._users_to_map[0]
         return self.async_show_form(
@@ -277,101 +286,102 @@ class RecoveryCoachConfigFlow(ConfigFlow, domain=DOMAIN):
 
 
 class RecoveryCoachOptionsFlow(OptionsFlow):
-    """Change followed users, phones, speakers and gym zones."""
-
-    def __init__(self) -> None:
-        """Start with the entry's current options."""
-        self._users_to_edit: list[str] = []
-        self._new_options: dict[str, Any] = {}
-
-    def _known_users(self) -> dict[str, str]:
-        """Followed users plus every user whose state the running hub has seen, but the
-        people set up in this entry (their settings are in their own subentry)."""
-        known = {user_id: user_id for user_id in self.config_entry.options.get(CONF_USERS, {})}
-        if self.config_entry.state is ConfigEntryState.LOADED:
-            hub = self.config_entry.runtime_data.hub
-            known.update({user_id: hub.display_name(user_id) for user_id in (*known, *hub.states)})
-        for user_id in people_of(self.config_entry):
-            known.pop(user_id, None)
-        return known
+    """The text-to-speech engine for speakers (users and people are subentries)."""
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Pick the followed users and a text-to-speech engine for speakers."""
-        current: dict[str, dict[str, Any]] = self.config_entry.options.get(CONF_USERS, {})
-        errors: dict[str, str] = {}
+        """Pick a text-to-speech engine for media players."""
         if user_input is not None:
-            # None picked is fine: the people set up in this entry are followed anyway.
-            self._users_to_edit = sorted(user_input.get(CONF_USERS, []))
-            self._new_options = {
-                CONF_USERS: {u: dict(current.get(u, {})) for u in self._users_to_edit}
-            }
-            if engine := user_input.get(CONF_TTS_ENGINE):
-                self._new_options[CONF_TTS_ENGINE] = engine
-            return await self.async_step_user_settings()
+            options = {k: v for k, v in user_input.items() if k == CONF_TTS_ENGINE and v}
+            return self.async_create_entry(data=options)
         engine = self.config_entry.options.get(CONF_TTS_ENGINE)
         return self.async_show_form(
             step_id="init",
             data_schema=vol.Schema(
                 {
-                    vol.Optional(CONF_USERS, default=sorted(current)): SelectSelector(
-                        SelectSelectorConfig(
-                            options=_user_options(self._known_users()), multiple=True
-                        )
-                    ),
                     vol.Optional(
                         CONF_TTS_ENGINE, description={"suggested_value": engine}
-                    ): EntitySelector(EntitySelectorConfig(domain="tts")),
+                    ): EntitySelector(EntitySelectorConfig(domain="tts"))
+                }
+            ),
+        )
+
+
+def _devices_schema(hass: HomeAssistant, current: Mapping[str, Any]) -> dict[Any, Any]:
+    """Phones, speaker, and the tracker with the gym zone of one user."""
+
+    def suggested(key: str) -> dict[str, Any]:
+        return {"suggested_value": current.get(key)} if key in current else {}
+
+    return {
+        vol.Optional(CONF_PHONES, description=suggested(CONF_PHONES)): _phones_selector(hass),
+        vol.Optional(CONF_ANNOUNCE_ENTITY, description=suggested(CONF_ANNOUNCE_ENTITY)): (
+            EntitySelector(EntitySelectorConfig(domain=["media_player", "assist_satellite"]))
+        ),
+        vol.Optional(CONF_TRACKER, description=suggested(CONF_TRACKER)): EntitySelector(
+            EntitySelectorConfig(domain=["person", "device_tracker"])
+        ),
+        vol.Optional(CONF_GYM_ZONE, description=suggested(CONF_GYM_ZONE)): EntitySelector(
+            EntitySelectorConfig(domain="zone")
+        ),
+    }
+
+
+class ServiceUserSubentryFlow(ConfigSubentryFlow):
+    """Follow a user of the service's YAML (it owns their profile): phones, speaker, gym."""
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        """Pick one of the service's users not followed yet."""
+        entry = self._get_entry()
+        taken = {s.unique_id for s in entry.subentries.values()}
+        known: dict[str, str] = {}
+        if entry.state is ConfigEntryState.LOADED:
+            hub = entry.runtime_data.hub
+            known = {u: hub.display_name(u) for u in hub.states if u not in taken}
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            user_id = str(user_input[CONF_USER_ID]).strip()
+            if not is_valid_user_id(user_id):
+                errors[CONF_USER_ID] = "invalid_user_id"
+            elif user_id in taken:
+                errors[CONF_USER_ID] = "already_followed"
+            elif bool(user_input.get(CONF_TRACKER)) != bool(user_input.get(CONF_GYM_ZONE)):
+                errors["base"] = "gym_needs_tracker_and_zone"
+            else:
+                data = {k: v for k, v in user_input.items() if v}
+                return self.async_create_entry(
+                    title=known.get(user_id, user_id), data=data, unique_id=user_id
+                )
+        return self.async_show_form(
+            step_id="user",
+            data_schema=vol.Schema(
+                {
+                    vol.Required(CONF_USER_ID): SelectSelector(
+                        SelectSelectorConfig(options=_user_options(known), custom_value=True)
+                    ),
+                    **_devices_schema(self.hass, user_input or {}),
                 }
             ),
             errors=errors,
         )
 
-    async def async_step_user_settings(
+    async def async_step_reconfigure(
         self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
-        """Phones, speaker and gym zone of one user at a time."""
-        users: dict[str, dict[str, Any]] = self._new_options[CONF_USERS]
+    ) -> SubentryFlowResult:
+        """Change the user's phones, speaker or gym zone."""
+        subentry = self._get_reconfigure_subentry()
         errors: dict[str, str] = {}
         if user_input is not None:
             if bool(user_input.get(CONF_TRACKER)) != bool(user_input.get(CONF_GYM_ZONE)):
                 errors["base"] = "gym_needs_tracker_and_zone"
             else:
-                user_id = self._users_to_edit.pop(0)
-                users[user_id] = {
-                    key: user_input[key]
-                    for key in (CONF_PHONES, CONF_ANNOUNCE_ENTITY, CONF_TRACKER, CONF_GYM_ZONE)
-                    if user_input.get(key)
-                }
-        if not self._users_to_edit:
-            return self.async_create_entry(data=self._new_options)
-        user_id = self._users_to_edit[0]
-        settings = users[user_id]
-
-        def suggested(key: str) -> dict[str, Any]:
-            return {"suggested_value": settings.get(key)}
-
+                data = {CONF_USER_ID: subentry.data[CONF_USER_ID]}
+                data.update({k: v for k, v in user_input.items() if v})
+                return self.async_update_and_abort(self._get_entry(), subentry, data=data)
         return self.async_show_form(
-            step_id="user_settings",
-            data_schema=vol.Schema(
-                {
-                    vol.Optional(CONF_PHONES, description=suggested(CONF_PHONES)): (
-                        _phones_selector(self.hass)
-                    ),
-                    vol.Optional(
-                        CONF_ANNOUNCE_ENTITY, description=suggested(CONF_ANNOUNCE_ENTITY)
-                    ): EntitySelector(
-                        EntitySelectorConfig(domain=["media_player", "assist_satellite"])
-                    ),
-                    vol.Optional(CONF_TRACKER, description=suggested(CONF_TRACKER)): (
-                        EntitySelector(EntitySelectorConfig(domain=["person", "device_tracker"]))
-                    ),
-                    vol.Optional(CONF_GYM_ZONE, description=suggested(CONF_GYM_ZONE)): (
-                        EntitySelector(EntitySelectorConfig(domain="zone"))
-                    ),
-                }
-            ),
+            step_id="reconfigure",
+            data_schema=vol.Schema(_devices_schema(self.hass, user_input or subentry.data)),
             errors=errors,
-            description_placeholders={"name": self._known_users().get(user_id, user_id)},
+            description_placeholders={"name": subentry.title},
         )
 
 

@@ -12,9 +12,9 @@ from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 
-from .const import CONF_BASE_TOPIC, CONF_USERS, LOGGER, STATUS_ONLINE
+from .const import CONF_BASE_TOPIC, LOGGER, STATUS_ONLINE
 from .payloads import is_valid_nudge, parse_json_object
-from .profiles import people_of, settings_of
+from .profiles import followed_of
 from .topics import event_topic, nudge_topic, state_topic, status_topic, user_from_topic
 
 type NudgeListener = Callable[[str, dict[str, Any]], None]
@@ -44,12 +44,9 @@ class RecoveryCoachHub:
         """Prepare the hub for an entry; nothing is subscribed until async_start."""
         self.hass = hass
         self.base_topic: str = entry.data[CONF_BASE_TOPIC]
-        # The users followed: those picked in the options (the service's YAML users) and
-        # the people set up in this entry (its person subentries).
-        self.user_settings: dict[str, dict[str, Any]] = dict(entry.options.get(CONF_USERS, {}))
-        self.user_settings.update(
-            {user_id: settings_of(data) for user_id, data in people_of(entry).items()}
-        )
+        # The users followed: the people set up in this entry and the service's YAML users
+        # it follows (one subentry each).
+        self.user_settings: dict[str, dict[str, Any]] = followed_of(entry)
         self.status: str | None = None
         self.states: dict[str, dict[str, Any]] = {}
         self.last_nudges: dict[str, dict[str, Any]] = {}

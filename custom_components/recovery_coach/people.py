@@ -21,7 +21,8 @@ from homeassistant.util.unit_conversion import MassConverter
 from .payloads import parse_json_object
 from .topics import error_topic, is_valid_user_id, profile_topic, state_topic
 
-SUBENTRY_PERSON: Final = "person"
+SUBENTRY_PERSON: Final = "person"  # set up here: its profile is published
+SUBENTRY_SERVICE_USER: Final = "service_user"  # a user of the service's YAML, followed
 
 CONF_PERSON: Final = "person"  # person.* entity the profile belongs to
 CONF_USER_ID: Final = "user_id"  # derived from the person's entity id

@@ -29,6 +29,7 @@ from .people import (
     CONF_WEIGHT_ENTITY,
     CONF_WEIGHT_KG,
     SUBENTRY_PERSON,
+    SUBENTRY_SERVICE_USER,
     WEIGHT_STEP_KG,
     async_publish_profile,
     problems_text,
@@ -68,6 +69,17 @@ def settings_of(data: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: data[k] for k in (CONF_PHONES, CONF_ANNOUNCE_ENTITY, CONF_GYM_ZONE) if data.get(k)}
     if data.get(CONF_GYM_ZONE):
         out[CONF_TRACKER] = data[CONF_PERSON]
+    return out
+
+
+def followed_of(entry: ConfigEntry) -> dict[str, dict[str, Any]]:
+    """user id -> phones, speaker, tracker and gym zone, for every user the entry follows:
+    the people set up here and the service's YAML users it follows."""
+    out = {user_id: settings_of(data) for user_id, data in people_of(entry).items()}
+    for sub in entry.subentries.values():
+        if sub.subentry_type == SUBENTRY_SERVICE_USER and sub.data.get(CONF_USER_ID):
+            keys = (CONF_PHONES, CONF_ANNOUNCE_ENTITY, CONF_TRACKER, CONF_GYM_ZONE)
+            out[sub.data[CONF_USER_ID]] = {k: sub.data[k] for k in keys if sub.data.get(k)}
     return out
 
 
