@@ -71,6 +71,15 @@ def test_people_come_stay_across_a_restart_and_go(
         assert {p["field"] for p in err["problems"]} == {"weight_kg", "goal"}
         assert "weight_kg: must be between 25 and 400" in err["reason"]
 
+        # Changed: the new profile is in force at once (the state names the new name, and
+        # discovery follows).
+        retained(broker.port, f"{BASE}/robin/profile", user_config(name="Robin B", weight_kg=71))
+        rec.wait_for(
+            lambda r: any(m.json().get("name") == "Robin B" for m in r.on(f"{BASE}/robin/state")),
+            10,
+            "robin's state under the new profile",
+        )
+
         # The YAML's user belongs to the YAML.
         retained(broker.port, f"{BASE}/yaml_user/profile", user_config())
         rec.wait_for(lambda r: bool(r.on(f"{BASE}/yaml_user/error")), 10, "the YAML refusal")
