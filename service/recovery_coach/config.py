@@ -193,6 +193,8 @@ class UserConfig(Strict):
     # need even more", the article says), and the nudge then says it is above the range.
     protein_g_per_kg: Annotated[float, between(1.2, 3.0, " g/kg")] = 1.6
     weekly_plan: WeeklyPlan | None = None
+    # bpm; with it, imported workouts' heart rate gives their zone (health_auto_export.py)
+    max_heart_rate: Annotated[int, between(100, 230, " bpm")] | None = None
     settings: SettingsConfig = Field(default_factory=lambda: _NO_SETTINGS)
 
     @field_validator("wake_time", mode="before")
@@ -276,6 +278,7 @@ def profile_from(
         protein_g_per_kg=u.protein_g_per_kg,
         weekly_plan=plan,
         settings=settings,
+        max_heart_rate=u.max_heart_rate,
     )
 
 

@@ -114,6 +114,7 @@ class Profile:
     protein_g_per_kg: float = 1.6
     weekly_plan: tuple[tuple[int, PlanFocus], ...] = ()  # (weekday 0=Mon, focus)
     settings: Settings = field(default_factory=Settings)
+    max_heart_rate: int | None = None  # bpm: heart rate zones of imported workouts
 
     @property
     def tz(self) -> ZoneInfo:

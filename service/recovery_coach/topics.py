@@ -22,6 +22,8 @@ EVENT_TOPICS = (
 COMMAND_TOPICS = ("nudge/+/ack", "nudge/+/snooze")
 # Who a person is (people.py): retained, from Home Assistant.
 PROFILE_TOPIC = "profile"
+# Apple Health workouts as the Health Auto Export app publishes them (health_auto_export.py).
+HEALTH_AUTO_EXPORT_TOPIC = "workout/health_auto_export"
 
 
 def split_topic(base: str, topic: str) -> tuple[str, str] | None:
@@ -64,6 +66,14 @@ class Topics:
         parts = split_topic(self.base, topic)
         return parts[0] if parts and parts[1] == PROFILE_TOPIC else None
 
+    def workout_completed(self, user: str) -> str:
+        return f"{self.base}/{user}/workout/completed"
+
+    def health_auto_export_user(self, topic: str) -> str | None:
+        """The user whose Health Auto Export `topic` is, None for any other topic."""
+        parts = split_topic(self.base, topic)
+        return parts[0] if parts and parts[1] == HEALTH_AUTO_EXPORT_TOPIC else None
+
     def day(self, user: str) -> str:
         """Not on the wire: the topic a day tick is handled as."""
         return f"{self.base}/{user}/day"
@@ -72,7 +82,9 @@ class Topics:
         """Everything the service subscribes to: every user's inbound topics (profiles,
         unless they are off), and Home Assistant's birth message (announce again when it
         comes online)."""
-        mine = [f"{self.base}/+/{t}" for t in (*EVENT_TOPICS, *COMMAND_TOPICS)]
+        mine = [
+            f"{self.base}/+/{t}" for t in (*EVENT_TOPICS, *COMMAND_TOPICS, HEALTH_AUTO_EXPORT_TOPIC)
+        ]
         if profiles:
             mine.append(f"{self.base}/+/{PROFILE_TOPIC}")
         return [*mine, HA_STATUS_TOPIC]

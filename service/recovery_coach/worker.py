@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import assert_never
 
-from . import jobs
+from . import health_auto_export, jobs
 from .announcer import Announcer
 from .coach import next_day_start
 from .config import RateLimitConfig
@@ -175,6 +175,7 @@ class Worker:
                 isinstance(item, Inbound)
                 and not item.retain
                 and not Topics.is_ha_status(item.topic)
+                and self.topics.health_auto_export_user(item.topic) is None
             ):
                 parsed[i] = self._parse(item, b.now)
         self.repo.prefetch_seen(
@@ -191,6 +192,8 @@ class Worker:
                         outcomes.extend(self._profile(person, item, b))
                     elif item.retain:
                         b.retained.append(item.topic)
+                    elif (owner := self.topics.health_auto_export_user(item.topic)) is not None:
+                        outcomes.extend(self._health_auto_export(owner, item, b.now))
                     else:
                         p = parsed.get(i) or self._parse(item, b.now)
                         outcomes.append(self.handler.handle_parsed(p, b.now))
@@ -245,6 +248,27 @@ class Worker:
         return self.handler.parse(
             item.topic, item.payload, now, packet_id=item.mid, redelivered=item.dup
         )
+
+    def _health_auto_export(self, user: str, item: Inbound, now: datetime) -> list[Outcome]:
+        """Each recent workout of an Apple Health export, as a `workout/completed` event
+        (its id `hae:<workout id>`, so a re-export adds nothing)."""
+        profile = self.profiles.get(user)
+        if profile is None:  # refused as any message of an unknown user is
+            return [self.handler.handle_parsed(self._parse(item, now), now)]
+        if len(item.payload) > health_auto_export.MAX_BYTES:
+            why = health_auto_export.TOO_LARGE
+            return [Outcome(user=user, refused=Refused(user, item.topic, why))]
+        try:
+            bodies, skipped = health_auto_export.workouts(item.payload, profile, now)
+        except health_auto_export.FormatError as exc:
+            return [Outcome(user=user, refused=Refused(user, item.topic, str(exc)))]
+        for s in skipped:
+            log.debug("Health Auto Export workout %s for %s skipped: %s", s.workout_id, user, s.why)
+        topic = self.topics.workout_completed(user)
+        return [
+            self.handler.handle_parsed(self.handler.parse(topic, json.dumps(body), now), now)
+            for body in bodies
+        ]
 
     def _profile(self, user: str, item: Inbound, b: Batch) -> list[Outcome]:
         """A person set up, changed or removed over MQTT (people.py): stored in this batch,
