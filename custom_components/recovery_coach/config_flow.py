@@ -34,6 +34,7 @@ from homeassistant.helpers.selector import (
     TimeSelector,
 )
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
+from homeassistant.util import dt as dt_util
 
 from . import probe
 from .const import (
@@ -51,11 +52,14 @@ from .const import (
 )
 from .people import (
     CONF_GOAL,
+    CONF_MAX_HR,
     CONF_PERSON,
     CONF_PLAN,
     CONF_PROTEIN,
     CONF_RUNNING,
     CONF_SLEEP_HOURS,
+    CONF_SOURCES,
+    CONF_SOURCES_SINCE,
     CONF_USER_ID,
     CONF_WAKE_BY_DAY,
     CONF_WAKE_TIME,
@@ -73,7 +77,12 @@ from .people import (
     user_id_for,
     weight_kg_of,
 )
-from .profiles import async_clear_profile_issue, person_name, person_weight_kg
+from .profiles import (
+    async_clear_profile_issue,
+    person_name,
+    person_weight_kg,
+    sources_since,
+)
 from .topics import is_valid_base_topic, is_valid_user_id
 
 STATUS_SUFFIX = "/status"
@@ -456,6 +465,14 @@ def _person_schema(hass: HomeAssistant, current: Mapping[str, Any], *, new: bool
                 ),
                 {"collapsed": True},
             ),
+            vol.Optional(CONF_SOURCES, description=suggested(CONF_SOURCES)): EntitySelector(
+                EntitySelectorConfig(domain="sensor", multiple=True)
+            ),
+            vol.Optional(CONF_MAX_HR, description=suggested(CONF_MAX_HR)): NumberSelector(
+                NumberSelectorConfig(
+                    min=100, max=230, step=1, unit_of_measurement="bpm", mode=NumberSelectorMode.BOX
+                )
+            ),
             vol.Optional(CONF_PHONES, description=suggested(CONF_PHONES)): _phones_selector(hass),
             vol.Optional(CONF_ANNOUNCE_ENTITY, description=suggested(CONF_ANNOUNCE_ENTITY)): (
                 EntitySelector(EntitySelectorConfig(domain=["media_player", "assist_satellite"]))
@@ -492,6 +509,9 @@ class PersonSubentryFlow(ConfigSubentryFlow):
         placeholders = {"problems": "", "name": subentry.title if subentry else ""}
         if user_input is not None:
             data = {**current, **user_input}
+            data[CONF_SOURCES_SINCE] = sources_since(
+                current, list(user_input.get(CONF_SOURCES) or []), dt_util.utcnow()
+            )
             if subentry is None:
                 data[CONF_USER_ID] = user_id_for(user_input[CONF_PERSON]) or ""
             user_id = data[CONF_USER_ID]

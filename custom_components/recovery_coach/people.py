@@ -35,6 +35,9 @@ CONF_WAKE_BY_DAY: Final = "wake_by_day"  # section: mon..sun, each optional
 CONF_SLEEP_HOURS: Final = "sleep_hours"
 CONF_PROTEIN: Final = "protein_g_per_kg"
 CONF_PLAN: Final = "weekly_plan"  # section: mon..sun, each optional
+CONF_MAX_HR: Final = "max_heart_rate"  # bpm: zones of imported workouts
+CONF_SOURCES: Final = "activity_sources"  # entities whose activities are the person's
+CONF_SOURCES_SINCE: Final = "activity_sources_since"  # entity -> when it was added (ISO)
 
 WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 GOALS: Final = ("general", "hypertrophy", "strength", "endurance", "power", "hybrid")
@@ -97,6 +100,8 @@ def profile_payload(
     plan = {d: v for d, v in (data.get(CONF_PLAN) or {}).items() if v}
     if plan:
         out["weekly_plan"] = plan
+    if data.get(CONF_MAX_HR):
+        out["max_heart_rate"] = int(data[CONF_MAX_HR])
     return out
 
 

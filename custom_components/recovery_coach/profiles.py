@@ -4,15 +4,26 @@ refusals raised as repair issues, and an empty profile published for a person de
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.core import CALLBACK_TYPE, Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.core import (
+    CALLBACK_TYPE,
+    Event,
+    EventStateChangedData,
+    HomeAssistant,
+    State,
+    callback,
+)
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_track_state_change_event
+from homeassistant.util import dt as dt_util
 
+from .activity_sources import activities_of, workout_event
 from .const import (
     CONF_ANNOUNCE_ENTITY,
     CONF_BASE_TOPIC,
@@ -24,7 +35,11 @@ from .const import (
 )
 from .payloads import parse_json_object
 from .people import (
+    CONF_MAX_HR,
     CONF_PERSON,
+    CONF_PLAN,
+    CONF_SOURCES,
+    CONF_SOURCES_SINCE,
     CONF_USER_ID,
     CONF_WEIGHT_ENTITY,
     CONF_WEIGHT_KG,
@@ -36,7 +51,7 @@ from .people import (
     profile_payload,
     weight_kg_of,
 )
-from .topics import error_topic, profile_topic, user_from_topic
+from .topics import error_topic, event_topic, profile_topic, user_from_topic
 
 
 def person_name(hass: HomeAssistant, person: str, fallback: str) -> str:
@@ -83,6 +98,19 @@ def followed_of(entry: ConfigEntry) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _since(data: Mapping[str, Any], entity_id: str) -> datetime:
+    """When the source was added to the person: what ended before is history."""
+    when = (data.get(CONF_SOURCES_SINCE) or {}).get(entity_id)
+    parsed = dt_util.parse_datetime(when) if isinstance(when, str) else None
+    return parsed or dt_util.utcnow()
+
+
+def sources_since(old: Mapping[str, Any], sources: list[str], now: datetime) -> dict[str, str]:
+    """Each source's time of adding: kept for those the person had, now for new ones."""
+    before = old.get(CONF_SOURCES_SINCE) or {}
+    return {e: before.get(e) or now.isoformat() for e in sources}
+
+
 def _issue_id(entry_id: str, user_id: str) -> str:
     return f"profile_refused_{entry_id}_{user_id}"
 
@@ -101,11 +129,27 @@ class PeopleFollower:
         self.base: str = entry.data[CONF_BASE_TOPIC]
         self.people = people_of(entry)
         self._published_kg: dict[str, float | None] = {}
+        self._sent: set[str] = set()  # activity event ids sent since this entry loaded
         self._unsubscribers: list[CALLBACK_TYPE] = []
 
     async def async_start(self) -> None:
         for user_id, data in self.people.items():
             self._published_kg[user_id] = person_weight_kg(self.hass, data)
+        sources: dict[str, list[str]] = {}
+        for user_id, data in self.people.items():
+            for entity_id in data.get(CONF_SOURCES) or []:
+                sources.setdefault(entity_id, []).append(user_id)
+        if sources:
+            self._unsubscribers.append(
+                async_track_state_change_event(
+                    self.hass, list(sources), lambda e: self._activity(sources, e)
+                )
+            )
+            # What came while HA was down is sent now; what was sent before is dropped by
+            # the service (the event id is the activity's).
+            for entity_id, users in sources.items():
+                for user_id in users:
+                    self._send_activities(user_id, entity_id, self.hass.states.get(entity_id))
         sensors = {
             data[CONF_WEIGHT_ENTITY]: user_id
             for user_id, data in self.people.items()
@@ -127,6 +171,43 @@ class PeopleFollower:
     def async_stop(self) -> None:
         while self._unsubscribers:
             self._unsubscribers.pop()()
+
+    @callback
+    def _activity(self, sources: dict[str, list[str]], event: Event[EventStateChangedData]) -> None:
+        entity_id = event.data["entity_id"]
+        for user_id in sources[entity_id]:
+            self._send_activities(user_id, entity_id, event.data["new_state"])
+
+    @callback
+    def _send_activities(self, user_id: str, entity_id: str, state: State | None) -> None:
+        data = self.people[user_id]
+        since = _since(data, entity_id)
+        now = dt_util.utcnow()
+        for activity in activities_of(state):
+            body = workout_event(
+                activity,
+                plan=data.get(CONF_PLAN) or {},
+                max_hr=data.get(CONF_MAX_HR),
+                since=since,
+                now=now,
+            )
+            if body is None:
+                LOGGER.debug("Activity %s of %s not sent", activity.activity_id, entity_id)
+                continue
+            if body["event_id"] in self._sent:
+                continue
+            self._sent.add(body["event_id"])
+            LOGGER.debug("Activity %s of %s sent for %s", body["event_id"], entity_id, user_id)
+            self.entry.async_create_background_task(
+                self.hass,
+                mqtt.async_publish(
+                    self.hass,
+                    event_topic(self.base, user_id, "workout/completed"),
+                    json.dumps(body),
+                    qos=1,
+                ),
+                f"{DOMAIN} activity {body['event_id']}",
+            )
 
     @callback
     def _weight_changed(self, sensors: dict[str, str], event: Event[EventStateChangedData]) -> None:

@@ -1,0 +1,192 @@
+"""Workouts from the integrations people already have: each new activity of a followed
+entity becomes one `workout/completed` event for its person, with no automation written.
+
+One mapping table per source, from the source's own activity types:
+
+- **Garmin Connect** (cyberjunky/home-assistant-garmin_connect, sensor_descriptions.py): the
+  `last_activity` sensor's attributes are Garmin's activity (`activityId`, `activityName`,
+  `activityType.typeKey`, `startTimeLocal` and `startTimeGMT` as `YYYY-MM-DD HH:MM:SS`,
+  `duration` in seconds, `averageHR`, `maxHR`, ...); `last_activities` carries the last five
+  in its `last_activities` attribute.
+
+The event id is `<source>:<activity id>`, so a re-poll, an HA restart or both sensors
+showing the same activity never double it (the service drops a repeated id). Only
+activities that ended after the source was added to the person, and within the last
+36 hours, are sent: a first sync of history is not replayed as today's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Final
+
+from homeassistant.core import State
+
+RECENT: Final = timedelta(hours=36)
+FOCUSES: Final = ("legs", "lower", "upper", "push", "pull", "full", "core")
+WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+# Garmin's activityType.typeKey -> the service's workout kind. Strength takes its focus from
+# the weekly plan; walks, breathwork and the like are no workouts here; others are skipped.
+GARMIN_KINDS: Final[dict[str, str]] = {
+    "strength_training": "strength",
+    **dict.fromkeys(
+        (
+            "running",
+            "treadmill_running",
+            "trail_running",
+            "track_running",
+            "indoor_running",
+            "virtual_run",
+            "cycling",
+            "road_biking",
+            "mountain_biking",
+            "gravel_cycling",
+            "indoor_cycling",
+            "virtual_ride",
+            "lap_swimming",
+            "open_water_swimming",
+            "swimming",
+            "rowing",
+            "indoor_rowing",
+            "elliptical",
+            "stair_climbing",
+            "hiking",
+            "cross_country_skiing_ws",
+            "skate_skiing_ws",
+        ),
+        "cardio",
+    ),
+    **dict.fromkeys(
+        ("hiit", "indoor_cardio", "yoga", "pilates", "boxing", "fitness_equipment"), "class"
+    ),
+    **dict.fromkeys(
+        (
+            "soccer",
+            "football",
+            "basketball",
+            "tennis",
+            "volleyball",
+            "squash",
+            "badminton",
+            "padel",
+            "pickleball",
+            "rugby",
+            "ice_hockey",
+            "field_hockey",
+            "team_sports",
+            "racket_sports",
+            "rock_climbing",
+            "indoor_climbing",
+            "bouldering",
+        ),
+        "sport",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One activity as a source reports it, before mapping."""
+
+    source: str
+    activity_id: str
+    type_key: str
+    ended_at: datetime  # aware, in the activity's own zone
+    duration_s: float | None
+    average_hr: float | None
+
+
+def _garmin_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:  # Garmin writes local and GMT times alike, without a zone: read as naive
+        return datetime.strptime(value[:19], "%Y-%m-%d %H:%M:%S")  # noqa: DTZ007
+    except ValueError:
+        return None
+
+
+def _garmin(raw: Mapping[str, Any]) -> Activity | None:
+    activity_id = raw.get("activityId")
+    kind = raw.get("activityType")
+    type_key = kind.get("typeKey") if isinstance(kind, Mapping) else None
+    gmt = _garmin_time(raw.get("startTimeGMT"))
+    local = _garmin_time(raw.get("startTimeLocal"))
+    duration = raw.get("duration")
+    if activity_id is None or not isinstance(type_key, str) or gmt is None:
+        return None
+    if not isinstance(duration, int | float) or duration <= 0:
+        return None
+    # The activity's own zone: its local start time against its UTC start time.
+    offset = (local - gmt) if local is not None else timedelta(0)
+    zone = timezone(timedelta(minutes=round(offset.total_seconds() / 60)))
+    ended = (gmt.replace(tzinfo=UTC) + timedelta(seconds=float(duration))).astimezone(zone)
+    hr = raw.get("averageHR")
+    return Activity(
+        source="garmin",
+        activity_id=str(activity_id),
+        type_key=type_key,
+        ended_at=ended,
+        duration_s=float(duration),
+        average_hr=float(hr) if isinstance(hr, int | float) else None,
+    )
+
+
+def activities_of(state: State | None) -> list[Activity]:
+    """Every activity an entity's state shows: Garmin's last_activity (its attributes are
+    the activity) and last_activities (a list of them)."""
+    if state is None:
+        return []
+    attrs = state.attributes
+    found: list[Activity] = []
+    if "activityId" in attrs and (a := _garmin(attrs)) is not None:
+        found.append(a)
+    listed = attrs.get("last_activities")
+    if isinstance(listed, list):
+        found.extend(a for raw in listed if isinstance(raw, Mapping) and (a := _garmin(raw)))
+    return found
+
+
+def zone_and_rpe(average_hr: float | None, max_hr: float | None) -> tuple[int | None, float | None]:
+    """The five-zone model of % of the person's maximum heart rate (<60, 60-70, 70-80,
+    80-90, >=90), and the effort it means on the service's 0-10 scale."""
+    if average_hr is None or not max_hr:
+        return None, None
+    pct = average_hr / max_hr
+    zone = 1 if pct < 0.6 else 2 if pct < 0.7 else 3 if pct < 0.8 else 4 if pct < 0.9 else 5
+    return zone, {1: 3.0, 2: 4.0, 3: 6.0, 4: 8.0, 5: 9.0}[zone]
+
+
+def workout_event(
+    activity: Activity,
+    *,
+    plan: Mapping[str, str],
+    max_hr: float | None,
+    since: datetime,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """The `workout/completed` body for an activity, or None when it is not sent (a type
+    we do not map, or it ended before the source was added or over 36 hours ago)."""
+    kind = GARMIN_KINDS.get(activity.type_key)
+    if kind is None:
+        return None
+    if activity.ended_at < since or activity.ended_at < now - RECENT:
+        return None
+    event: dict[str, Any] = {
+        "event_id": f"{activity.source}:{activity.activity_id}",
+        "ended_at": activity.ended_at.isoformat(),
+        "kind": kind,
+    }
+    if kind == "strength":
+        planned = plan.get(WEEKDAYS[activity.ended_at.weekday()])
+        if planned in FOCUSES:
+            event["focus"] = planned
+    if activity.duration_s:
+        event["duration_min"] = round(activity.duration_s / 60, 1)
+    zone, rpe = zone_and_rpe(activity.average_hr, max_hr)
+    if zone is not None:
+        event["zone"] = zone
+        event["rpe"] = rpe
+    return event

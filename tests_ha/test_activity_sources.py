@@ -1,0 +1,216 @@
+"""Workouts arrive by themselves: a Garmin Connect activity in HA (the `last_activity` and
+`last_activities` sensors of cyberjunky/home-assistant-garmin_connect, attributes shaped as
+its sensor_descriptions.py passes Garmin's activity through) becomes one workout event for
+its person, exactly once across re-polls and reloads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from custom_components.recovery_coach.activity_sources import (
+    GARMIN_KINDS,
+    activities_of,
+    workout_event,
+)
+from custom_components.recovery_coach.people import SUBENTRY_PERSON
+from homeassistant.config_entries import ConfigSubentry
+from homeassistant.core import HomeAssistant, State
+from homeassistant.util import dt as dt_util
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.typing import MqttMockHAClient
+
+from .conftest import BASE
+
+ENTITY = "sensor.robin_garmin_last_activity"
+
+
+def garmin_activity(
+    activity_id: int, type_key: str, ended: datetime, minutes: float = 50, **extra: Any
+) -> dict[str, Any]:
+    """Garmin's activity as its API returns it (a subset of its keys)."""
+    start_gmt = ended.astimezone(UTC) - timedelta(minutes=minutes)
+    start_local = start_gmt + timedelta(hours=2)  # the activity was recorded at UTC+2
+    return {
+        "activityId": activity_id,
+        "activityName": f"Afternoon {type_key}",
+        "startTimeLocal": start_local.strftime("%Y-%m-%d %H:%M:%S"),
+        "startTimeGMT": start_gmt.strftime("%Y-%m-%d %H:%M:%S"),
+        "activityType": {"typeId": 13, "typeKey": type_key, "parentTypeId": 17},
+        "duration": minutes * 60.0,
+        "elapsedDuration": minutes * 60.0 + 30,
+        "averageHR": 128.0,
+        "maxHR": 171.0,
+        "calories": 420.0,
+        **extra,
+    }
+
+
+def set_last_activity(hass: HomeAssistant, activity: dict[str, Any]) -> None:
+    hass.states.async_set(ENTITY, activity["activityName"], activity)
+
+
+def _workouts(mqtt_mock: MqttMockHAClient) -> list[dict[str, Any]]:
+    return [
+        json.loads(c.args[1])
+        for c in mqtt_mock.async_publish.call_args_list
+        if c.args[0] == f"{BASE}/robin/workout/completed"
+    ]
+
+
+async def _settle(hass: HomeAssistant) -> None:
+    await hass.async_block_till_done()
+    await asyncio.sleep(0)
+    await hass.async_block_till_done()
+
+
+@pytest.fixture
+async def robin(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, loaded_entry: MockConfigEntry
+) -> MockConfigEntry:
+    """Robin, set up an hour ago with their Garmin's last activity as a source."""
+    added = dt_util.utcnow() - timedelta(hours=1)
+    hass.states.async_set("person.robin", "home", {"friendly_name": "Robin"})
+    hass.config_entries.async_add_subentry(
+        loaded_entry,
+        ConfigSubentry(
+            data=MappingProxyType(
+                {
+                    "person": "person.robin",
+                    "user_id": "robin",
+                    "goal": "general",
+                    "weekly_plan": {
+                        "mon": "legs",
+                        "tue": "legs",
+                        "wed": "legs",
+                        "thu": "legs",
+                        "fri": "legs",
+                        "sat": "legs",
+                        "sun": "legs",
+                    },
+                    "max_heart_rate": 190,
+                    "activity_sources": [ENTITY],
+                    "activity_sources_since": {ENTITY: added.isoformat()},
+                }
+            ),
+            subentry_type=SUBENTRY_PERSON,
+            title="Robin",
+            unique_id="robin",
+        ),
+    )
+    await _settle(hass)
+    return loaded_entry
+
+
+async def test_a_new_garmin_activity_is_one_workout_event(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, robin: MockConfigEntry
+) -> None:
+    ended = dt_util.utcnow() - timedelta(minutes=3)
+    set_last_activity(hass, garmin_activity(19_876_543_210, "strength_training", ended))
+    await _settle(hass)
+    [event] = _workouts(mqtt_mock)
+    assert {k: v for k, v in event.items() if k != "ended_at"} == {
+        "event_id": "garmin:19876543210",
+        "kind": "strength",
+        "focus": "legs",
+        "duration_min": 50.0,
+        "zone": 2,  # 128 of 190 bpm: 67%
+        "rpe": 4.0,
+    }
+    # In the activity's own zone (UTC+2), and the same instant.
+    ended_at = datetime.fromisoformat(event["ended_at"])
+    assert ended_at.utcoffset() == timedelta(hours=2)
+    assert abs((ended_at - ended).total_seconds()) < 1
+
+    # A re-poll (same activity, new attributes such as a refreshed calorie count): nothing.
+    set_last_activity(
+        hass, garmin_activity(19_876_543_210, "strength_training", ended, calories=425.0)
+    )
+    await _settle(hass)
+    assert len(_workouts(mqtt_mock)) == 1
+
+
+async def test_history_and_unmapped_types_are_not_sent(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, robin: MockConfigEntry
+) -> None:
+    now = dt_util.utcnow()
+    # Ended before the source was added (a first sync of history).
+    set_last_activity(hass, garmin_activity(1, "running", now - timedelta(hours=2)))
+    await _settle(hass)
+    # A walk is no workout here; an unknown type is skipped.
+    set_last_activity(hass, garmin_activity(2, "walking", now - timedelta(minutes=5)))
+    await _settle(hass)
+    set_last_activity(hass, garmin_activity(3, "underwater_hockey_v2", now))
+    await _settle(hass)
+    assert _workouts(mqtt_mock) == []
+
+
+async def test_last_activities_and_a_reload_send_each_activity_once(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, robin: MockConfigEntry
+) -> None:
+    """The five of last_activities, then HA's reload of the entry (as at a restart): each
+    activity is sent under its own id; after the reload the current state is sent again,
+    under the same ids, which the service drops as repeats (tests/test_people_live.py and
+    the service's dedupe tests cover that side)."""
+    now = dt_util.utcnow()
+    run = garmin_activity(10, "running", now - timedelta(minutes=30), 30)
+    swim = garmin_activity(11, "lap_swimming", now - timedelta(minutes=5), 20)
+    hass.states.async_set(
+        "sensor.robin_garmin_last_activity", "2", {"last_activities": [run, swim]}
+    )
+    await _settle(hass)
+    ids = [e["event_id"] for e in _workouts(mqtt_mock)]
+    assert ids == ["garmin:10", "garmin:11"]
+    assert {e["kind"] for e in _workouts(mqtt_mock)} == {"cardio"}
+    assert await hass.config_entries.async_reload(robin.entry_id)
+    await _settle(hass)
+    again = [e["event_id"] for e in _workouts(mqtt_mock)]
+    assert again[:2] == ["garmin:10", "garmin:11"]
+    assert set(again) == {"garmin:10", "garmin:11"}  # the same ids, never a new one
+
+
+@pytest.mark.parametrize(
+    ("type_key", "kind"),
+    [
+        ("strength_training", "strength"),
+        ("treadmill_running", "cardio"),
+        ("indoor_cycling", "cardio"),
+        ("indoor_rowing", "cardio"),
+        ("open_water_swimming", "cardio"),
+        ("elliptical", "cardio"),
+        ("hiit", "class"),
+        ("yoga", "class"),
+        ("soccer", "sport"),
+        ("tennis", "sport"),
+    ],
+)
+def test_garmin_types(type_key: str, kind: str) -> None:
+    assert GARMIN_KINDS[type_key] == kind
+    now = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
+    [activity] = activities_of(
+        State(ENTITY, "x", garmin_activity(5, type_key, now - timedelta(minutes=1)))
+    )
+    event = workout_event(activity, plan={}, max_hr=None, since=now - timedelta(days=1), now=now)
+    assert event is not None
+    assert event["kind"] == kind
+    assert "zone" not in event  # no maximum heart rate: not guessed
+    assert "focus" not in event  # no plan for the day
+
+
+def test_an_activity_older_than_36_hours_is_history() -> None:
+    now = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
+    [activity] = activities_of(
+        State(ENTITY, "x", garmin_activity(5, "running", now - timedelta(hours=37)))
+    )
+    since = now - timedelta(days=3)
+    assert workout_event(activity, plan={}, max_hr=190, since=since, now=now) is None
+
+
+def test_a_malformed_activity_is_ignored() -> None:
+    assert activities_of(State(ENTITY, "x", {"activityId": 1})) == []
+    assert activities_of(State(ENTITY, "x", {"last_activities": [{"activityId": 2}, "x"]})) == []
+    assert activities_of(None) == []
