@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import shutil
@@ -66,7 +67,9 @@ class Recorder:
 
     def __init__(self, port: int) -> None:
         self.messages: list[tuple[str, bytes]] = []
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"acc-{uuid.uuid4().hex[:6]}")
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"acc-{uuid.uuid4().hex[:6]}"
+        )
         self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload))
         self.client.connect("127.0.0.1", port)
         self.client.subscribe(f"{BASE}/#", qos=1)
@@ -98,6 +101,7 @@ class HomeAssistant:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.token = ""
+        self.tokens: dict[str, Any] = {}
 
     def start(self) -> None:
         # HA releases after 2025.4 declare Python >= 3.13.2 and run on 3.13.0: skip only the
@@ -143,7 +147,8 @@ class HomeAssistant:
             with urllib.request.urlopen(req, timeout=30) as r:
                 text = r.read().decode()
         except urllib.error.HTTPError as exc:
-            raise SystemExit(f"FAILED: {method} {path}: {exc.code} {exc.read().decode()[:500]}")
+            why = exc.read().decode()[:500]
+            raise SystemExit(f"FAILED: {method} {path}: {exc.code} {why}") from None
         return json.loads(text) if text else None
 
     def onboard(self) -> None:
@@ -161,12 +166,25 @@ class HomeAssistant:
             auth=False,
         )
         form = urllib.parse.urlencode(
-            {"grant_type": "authorization_code", "code": answer["auth_code"], "client_id": client_id}
+            {
+                "grant_type": "authorization_code",
+                "code": answer["auth_code"],
+                "client_id": client_id,
+            }
         ).encode()
         with urllib.request.urlopen(f"{self.url}/auth/token", data=form, timeout=30) as r:
-            self.token = json.loads(r.read())["access_token"]
-        # The other onboarding steps would add HA's default integrations (weather, radio,
-        # speech), whose requirements this venv does not hold; the owner is all this needs.
+            self.tokens = json.loads(r.read())
+        self.token = self.tokens["access_token"]
+        # The remaining steps, or the frontend sends every page to onboarding. The location
+        # step starts flows for HA's default integrations (weather, radio, speech) whose
+        # requirements this venv does not hold: HA logs that they failed to load, no more.
+        self.request("POST", "/api/onboarding/core_config", {})
+        self.request("POST", "/api/onboarding/analytics", {})
+        self.request(
+            "POST",
+            "/api/onboarding/integration",
+            {"client_id": client_id, "redirect_uri": client_id},
+        )
         log("onboarded user 'acceptance'")
 
     def login(self) -> None:
@@ -188,9 +206,12 @@ class HomeAssistant:
             {"grant_type": "authorization_code", "code": done["result"], "client_id": client_id}
         ).encode()
         with urllib.request.urlopen(f"{self.url}/auth/token", data=form, timeout=30) as r:
-            self.token = json.loads(r.read())["access_token"]
+            self.tokens = json.loads(r.read())
+        self.token = self.tokens["access_token"]
 
-    def flow(self, start_path: str, start: dict[str, Any], answers: dict[str, dict[str, Any]]) -> Any:
+    def flow(
+        self, start_path: str, start: dict[str, Any], answers: dict[str, dict[str, Any]]
+    ) -> Any:
         """Run a config (or subentry) flow through the REST API, answering each step."""
         result = self.request("POST", start_path, start)
         for _ in range(10):
@@ -201,7 +222,9 @@ class HomeAssistant:
                 result = self.request("POST", f"{start_path}/{result['flow_id']}", step)
                 continue
             if result.get("errors"):
-                raise SystemExit(f"FAILED: {start_path} step {result['step_id']}: {result['errors']}")
+                raise SystemExit(
+                    f"FAILED: {start_path} step {result['step_id']}: {result['errors']}"
+                )
             step = answers.get(result["step_id"])
             if step is None:
                 raise SystemExit(f"FAILED: no answer for step {result['step_id']} of {start_path}")
@@ -209,9 +232,10 @@ class HomeAssistant:
         raise SystemExit(f"FAILED: {start_path} did not finish")
 
     async def ws(self, *commands: dict[str, Any]) -> list[Any]:
-        async with aiohttp.ClientSession() as session, session.ws_connect(
-            f"{self.url}/api/websocket"
-        ) as ws:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(f"{self.url}/api/websocket") as ws,
+        ):
             await ws.receive_json()
             await ws.send_json({"type": "auth", "access_token": self.token})
             assert (await ws.receive_json())["type"] == "auth_ok"
@@ -251,14 +275,25 @@ def garmin_activity(activity_id: int, ended: datetime) -> dict[str, Any]:
 
 def write_config(config_dir: Path, port: int, calls: Path) -> None:
     (config_dir / "custom_components").mkdir(parents=True)
-    os.symlink(ROOT / "custom_components" / "recovery_coach", config_dir / "custom_components" / "recovery_coach")
+    os.symlink(
+        ROOT / "custom_components" / "recovery_coach",
+        config_dir / "custom_components" / "recovery_coach",
+    )
     # The phone: a notify action of the test's own that records every call.
     rec = config_dir / "custom_components" / "recorder_notify"
     rec.mkdir()
     (rec / "manifest.json").write_text(
-        json.dumps({"domain": "recorder_notify", "name": "Recorder notify", "version": "1.0",
-                    "codeowners": [], "documentation": "https://example.invalid",
-                    "iot_class": "local_push", "requirements": []})
+        json.dumps(
+            {
+                "domain": "recorder_notify",
+                "name": "Recorder notify",
+                "version": "1.0",
+                "codeowners": [],
+                "documentation": "https://example.invalid",
+                "iot_class": "local_push",
+                "requirements": [],
+            }
+        )
     )
     (rec / "__init__.py").write_text(
         '"""notify.mobile_app_recorder: appends each call to a file (the acceptance phone)."""\n'
@@ -278,13 +313,7 @@ def write_config(config_dir: Path, port: int, calls: Path) -> None:
             "time_zone": "Europe/Berlin",
             "country": "DE",
             "unit_system": "metric",
-            # Trusted first: the headless browser is logged in as the only user, for the
-            # dashboard's screenshot; the REST calls use the password's token.
-            "auth_providers": [
-                {"type": "trusted_networks", "trusted_networks": ["127.0.0.1/32"],
-                 "allow_bypass_login": True},
-                {"type": "homeassistant"},
-            ],
+            "auth_providers": [{"type": "homeassistant"}],
         },
         "http": {"server_host": "127.0.0.1", "server_port": port},
         "frontend": {},
@@ -293,11 +322,17 @@ def write_config(config_dir: Path, port: int, calls: Path) -> None:
         "onboarding": {},
         "person": {},
         "zone": {},
+        # The dashboard's zone-2 history card reads the recorder, as in a default install.
+        "recorder": {"db_url": f"sqlite:///{config_dir / 'home-assistant_v2.db'}"},
+        "history": {},
         "lovelace": {
             "dashboards": {
                 "recovery-coach": {
-                    "mode": "yaml", "title": "Recovery", "filename": "dashboard.yaml",
-                    "show_in_sidebar": True, "icon": "mdi:heart-pulse",
+                    "mode": "yaml",
+                    "title": "Recovery",
+                    "filename": "dashboard.yaml",
+                    "show_in_sidebar": True,
+                    "icon": "mdi:heart-pulse",
                 }
             }
         },
@@ -307,19 +342,113 @@ def write_config(config_dir: Path, port: int, calls: Path) -> None:
     (config_dir / "configuration.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
+# Walks the frontend's shadow roots: how many cards of the dashboard have rendered.
+_CARDS_JS = """
+(() => {
+  let n = 0;
+  const walk = (root) => {
+    for (const el of root.querySelectorAll('*')) {
+      if (el.tagName.startsWith('HUI-') && el.tagName.endsWith('-CARD')) n++;
+      if (el.shadowRoot) walk(el.shadowRoot);
+    }
+  };
+  walk(document);
+  return n;
+})()
+"""
+
+
+async def _cdp_screenshot(ha: HomeAssistant, debug_port: int, out: Path) -> None:
+    """Through Chrome's DevTools protocol: the session's tokens in the frontend's storage
+    (as after a login), the dashboard opened, its cards waited for, a screenshot taken."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{debug_port}/json/list") as r:
+            page = next(t for t in await r.json() if t["type"] == "page")
+        async with session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+            ids = iter(range(1, 10_000))
+
+            async def call(method: str, **params: Any) -> Any:
+                i = next(ids)
+                await ws.send_json({"id": i, "method": method, "params": params})
+                while True:
+                    msg = await ws.receive_json()
+                    if msg.get("id") == i:
+                        return msg.get("result", {})
+
+            await call("Page.enable")
+            await call(
+                "Emulation.setDeviceMetricsOverride",
+                width=1280,
+                height=1100,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
+            await call("Page.navigate", url=f"{ha.url}/manifest.json")
+            tokens = {
+                **ha.tokens,
+                "hassUrl": ha.url,
+                "clientId": f"{ha.url}/",
+                "expires": int(time.time() * 1000) + 1_800_000,
+            }
+            await call(
+                "Runtime.evaluate",
+                expression=f"localStorage.setItem('hassTokens', {json.dumps(json.dumps(tokens))})",
+            )
+            await call("Page.navigate", url=f"{ha.url}/recovery-coach/recovery")
+            deadline = time.monotonic() + 60
+            cards = 0
+            while time.monotonic() < deadline:
+                res = await call("Runtime.evaluate", expression=_CARDS_JS, returnByValue=True)
+                cards = int(res.get("result", {}).get("value") or 0)
+                if cards >= 6:
+                    break
+                await asyncio.sleep(0.5)  # polling the page for its cards
+            if cards < 6:
+                href = await call(
+                    "Runtime.evaluate", expression="location.href", returnByValue=True
+                )
+                shot = await call("Page.captureScreenshot", format="png")
+                (out.parent / "failed-dashboard.png").write_bytes(base64.b64decode(shot["data"]))
+                raise SystemExit(
+                    f"FAILED: the dashboard rendered {cards} card(s) at "
+                    f"{href.get('result', {}).get('value')} (failed-dashboard.png)"
+                )
+            await asyncio.sleep(2)  # let the last card's own fetch (history) settle
+            shot = await call("Page.captureScreenshot", format="png")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(base64.b64decode(shot["data"]))
+
+
 def screenshot(ha: HomeAssistant, out: Path, work: Path) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise SystemExit("FAILED: chromium is not installed (scripts/real-ha installs it)")
-    profile = work / "chromium-profile"
-    cmd = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu",
-        "--disable-background-networking", "--disable-component-update", "--no-first-run",
-        f"--user-data-dir={profile}", "--window-size=1280,1000", "--hide-scrollbars",
-        "--virtual-time-budget=25000", f"--screenshot={out}",
-        f"{ha.url}/recovery-coach/recovery",
-    ]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=180)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            f"--user-data-dir={work / 'chromium-profile'}",
+            f"--remote-debugging-port={port}",
+            "--hide-scrollbars",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "chromium.log").open("wb"),
+        # The browser's clock in the home's zone: the frontend shows times in it.
+        env={**os.environ, "TZ": "Europe/Berlin"},
+    )
+    try:
+        wait_for("Chromium's DevTools", lambda: _accepts(port), 30)
+        asyncio.run(_cdp_screenshot(ha, port, out))
+    finally:
+        proc.terminate()
+        proc.wait(30)
     log(f"dashboard screenshot: {out} ({out.stat().st_size} bytes)")
 
 
@@ -342,8 +471,12 @@ def main() -> int:
             f"listener {mport} 127.0.0.1\nallow_anonymous true\npersistence false\n"
             + ("user root\n" if os.getuid() == 0 else "")
         )
-        procs.append(subprocess.Popen(["mosquitto", "-c", str(work / "mosquitto.conf")],
-                                      stderr=(work / "mosquitto.log").open("wb")))
+        procs.append(
+            subprocess.Popen(
+                ["mosquitto", "-c", str(work / "mosquitto.conf")],
+                stderr=(work / "mosquitto.log").open("wb"),
+            )
+        )
         wait_for("mosquitto", lambda: _accepts(mport), 20)
         rec = Recorder(mport)
         # the service, with no users at all
@@ -354,8 +487,13 @@ def main() -> int:
             "users": {},
         }
         (work / "service.yaml").write_text(yaml.safe_dump(svc_cfg))
-        procs.append(subprocess.Popen([args.service_cmd, "run", "--config", str(work / "service.yaml")],
-                                      stdout=(work / "service.log").open("wb"), stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                [args.service_cmd, "run", "--config", str(work / "service.yaml")],
+                stdout=(work / "service.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )
         wait_for("the service online", lambda: (f"{BASE}/status", b"online") in rec.messages, 30)
         log("mosquitto and the service are up (the service has no users)")
 
@@ -365,40 +503,86 @@ def main() -> int:
         ha = HomeAssistant(work / "ha", hport, work / "ha.log")
         ha.start()
         ha.onboard()
-        ha.flow("/api/config/config_entries/flow", {"handler": "mqtt"},
-                {"broker": {"broker": "127.0.0.1", "port": mport},
-                 "user": {"broker": "127.0.0.1", "port": mport}})
+        ha.flow(
+            "/api/config/config_entries/flow",
+            {"handler": "mqtt"},
+            {
+                "broker": {"broker": "127.0.0.1", "port": mport},
+                "user": {"broker": "127.0.0.1", "port": mport},
+            },
+        )
         log("MQTT set up through its config flow")
-        result = ha.flow("/api/config/config_entries/flow", {"handler": "recovery_coach"},
-                         {"user": {"base_topic": BASE}, "discovery_confirm": {}})
+        result = ha.flow(
+            "/api/config/config_entries/flow",
+            {"handler": "recovery_coach"},
+            {"user": {"base_topic": BASE}, "discovery_confirm": {}},
+        )
         entry_id = result["result"]["entry_id"]
         log(f"Recovery Coach set up through its config flow (entry {entry_id})")
         [person] = asyncio.run(ha.ws({"type": "person/create", "name": "Alex"}))
         log(f"person created: person.{person['id']}")
         old = datetime.now(UTC) - timedelta(days=2)
-        ha.request("POST", f"/api/states/{GARMIN}", {"state": "Old run",
-                   "attributes": garmin_activity(1000, old)})
-        ha.flow("/api/config/config_entries/subentries/flow", {"handler": [entry_id, "person"]},
-                {"user": {"person": f"person.{person['id']}", "weight_kg": 82, "goal": "hypertrophy",
-                          "running_experience": "intermediate", "wake_time": "07:00:00",
-                          "sleep_hours": 8, "protein_g_per_kg": 1.6,
-                          "activity_sources": [GARMIN], "max_heart_rate": 185,
-                          "phones": ["mobile_app_recorder"]}})
-        wait_for("the profile on MQTT", lambda: any(t == f"{BASE}/{USER}/profile" for t, _ in rec.messages), 20)
-        wait_for("the service's state for alex", lambda: any(t == f"{BASE}/{USER}/state" for t, _ in rec.messages), 20)
+        ha.request(
+            "POST",
+            f"/api/states/{GARMIN}",
+            {"state": "Old run", "attributes": garmin_activity(1000, old)},
+        )
+        ha.flow(
+            "/api/config/config_entries/subentries/flow",
+            {"handler": [entry_id, "person"]},
+            {
+                "user": {
+                    "person": f"person.{person['id']}",
+                    "weight_kg": 82,
+                    "goal": "hypertrophy",
+                    "running_experience": "intermediate",
+                    "wake_time": "07:00:00",
+                    "sleep_hours": 8,
+                    "protein_g_per_kg": 1.6,
+                    "activity_sources": [GARMIN],
+                    "max_heart_rate": 185,
+                    "phones": ["mobile_app_recorder"],
+                }
+            },
+        )
+        wait_for(
+            "the profile on MQTT",
+            lambda: any(t == f"{BASE}/{USER}/profile" for t, _ in rec.messages),
+            20,
+        )
+        wait_for(
+            "the service's state for alex",
+            lambda: any(t == f"{BASE}/{USER}/state" for t, _ in rec.messages),
+            20,
+        )
         log("person added in HA: the service set alex up from the profile")
+        # Adding the person reloads the entry; its diagnostics name the users it follows.
+        wait_for(
+            "the entry following alex",
+            lambda: (
+                USER
+                in ha.request("GET", f"/api/diagnostics/config_entry/{entry_id}")["data"][
+                    "followed_users"
+                ]
+            ),
+            30,
+        )
 
         # A workout done now, after the source was added (history is not replayed); Garmin's
         # times have whole seconds, so the next second is surely after the adding.
         ended = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
-        ha.request("POST", f"/api/states/{GARMIN}", {"state": "Leg day",
-                   "attributes": garmin_activity(2026120201, ended)})
+        ha.request(
+            "POST",
+            f"/api/states/{GARMIN}",
+            {"state": "Leg day", "attributes": garmin_activity(2026120201, ended)},
+        )
         nudges = wait_for("the workout's nudges", lambda: rec.nudges("garmin:2026120201"), 30)
         kinds = sorted({n["kind"] for n in nudges})
         log(f"nudges for garmin:2026120201: {kinds}")
         assert "cooldown_start" in kinds, kinds
-        wait_for("a notify call for the nudge",
-                 lambda: calls.exists() and calls.read_text().strip(), 30)
+        wait_for(
+            "a notify call for the nudge", lambda: calls.exists() and calls.read_text().strip(), 30
+        )
         sent_before = len(rec.nudges("garmin:2026120201"))
         notified_before = len(calls.read_text().splitlines())
         log(f"notify.mobile_app_recorder called {notified_before} time(s)")
@@ -408,13 +592,22 @@ def main() -> int:
         dups_before = rec.diagnostics().get("duplicates_dropped", 0)
         ha.start()
         ha.login()
-        wait_for("the Recovery Coach entry loaded",
-                 lambda: ha.entry("recovery_coach")["state"] == "loaded", 60)
+        wait_for(
+            "the Recovery Coach entry loaded",
+            lambda: ha.entry("recovery_coach")["state"] == "loaded",
+            60,
+        )
         # Garmin's integration sets the same activity again at its first poll after a start.
-        ha.request("POST", f"/api/states/{GARMIN}", {"state": "Leg day",
-                   "attributes": garmin_activity(2026120201, ended)})
-        wait_for("the service to drop the repeated activity",
-                 lambda: rec.diagnostics().get("duplicates_dropped", 0) > dups_before, 30)
+        ha.request(
+            "POST",
+            f"/api/states/{GARMIN}",
+            {"state": "Leg day", "attributes": garmin_activity(2026120201, ended)},
+        )
+        wait_for(
+            "the service to drop the repeated activity",
+            lambda: rec.diagnostics().get("duplicates_dropped", 0) > dups_before,
+            30,
+        )
         assert len(rec.nudges("garmin:2026120201")) == sent_before, "a nudge was sent twice"
         assert len(calls.read_text().splitlines()) == notified_before, "a phone was notified twice"
         log("after the restart: the activity was sent again, dropped as a repeat; nothing doubled")
