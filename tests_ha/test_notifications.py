@@ -70,6 +70,7 @@ async def test_nudge_notifies_each_phone_and_speaks(
         {"action": "RC_SNOOZE|alex|n_ab12cd34", "title": "Snooze 15 min"},
     ]
     assert "chronometer" not in data["data"]
+    assert "live_update" not in data["data"]
     assert [call.data for call in speak] == [
         {
             "entity_id": "tts.piper",
@@ -135,6 +136,7 @@ def test_cooldown_nudge_gets_an_android_chronometer() -> None:
     assert data["chronometer"] is True
     assert data["when"] == int(datetime.fromisoformat("2025-03-04T18:05:00+01:00").timestamp())
     assert data["when_relative"] is False
+    assert data["live_update"] is True  # Android 16's live update of the countdown
     assert data["tag"] == "recovery_coach_alex_cooldown_start"
     assert data["timeout"] == 30 * 60
 

@@ -72,8 +72,11 @@ def notification_service_data(
     if kind in COOLDOWN_KINDS and isinstance(nudge_data, dict):
         ends = _epoch_seconds(nudge_data.get("cooldown_ends_at"))
         if ends is not None:
-            # Android shows a live countdown to the end of the cooldown.
-            data.update({"chronometer": True, "when": ends, "when_relative": False})
+            # Android shows a live countdown to the end of the cooldown; on Android 16 the
+            # companion app makes it a live update (status bar chip, lock screen).
+            data.update(
+                {"chronometer": True, "when": ends, "when_relative": False, "live_update": True}
+            )
     expires = _epoch_seconds(nudge.get("expires_at"))
     if expires is not None:
         remaining = expires - int((now or dt_util.utcnow()).timestamp())
