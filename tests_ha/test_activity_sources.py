@@ -1,7 +1,9 @@
 """Workouts arrive by themselves: a Garmin Connect activity in HA (the `last_activity` and
 `last_activities` sensors of cyberjunky/home-assistant-garmin_connect, attributes shaped as
-its sensor_descriptions.py passes Garmin's activity through) becomes one workout event for
-its person, exactly once across re-polls and reloads."""
+its sensor_descriptions.py passes Garmin's activity through) or a Strava activity (the
+`ha_strava_activities_update` event of craibo/ha_strava, activities shaped as its
+coordinator builds them) becomes one workout event for its person, exactly once across
+re-polls and reloads."""
 
 from __future__ import annotations
 
@@ -15,11 +17,13 @@ import pytest
 from custom_components.recovery_coach.activity_sources import (
     GARMIN_KINDS,
     activities_of,
+    strava_activities,
     workout_event,
 )
 from custom_components.recovery_coach.people import SUBENTRY_PERSON
 from homeassistant.config_entries import ConfigSubentry
 from homeassistant.core import HomeAssistant, State
+from homeassistant.helpers import entity_registry as er
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.typing import MqttMockHAClient
@@ -214,3 +218,124 @@ def test_a_malformed_activity_is_ignored() -> None:
     assert activities_of(State(ENTITY, "x", {"activityId": 1})) == []
     assert activities_of(State(ENTITY, "x", {"last_activities": [{"activityId": 2}, "x"]})) == []
     assert activities_of(None) == []
+
+
+STRAVA_ENTITY = "sensor.strava_0_0"
+
+
+def strava_activity(activity_id: int, sport: str, start_local: datetime, **extra: Any) -> Any:
+    """An activity as ha_strava's coordinator (_sensor_activity) builds it: `date` is the
+    local start, naive (Strava's start_date_local), times in seconds."""
+    return {
+        "id": activity_id,
+        "title": f"Evening {sport}",
+        "city": "Berlin",
+        "activity_type": sport,
+        "distance": 0.0,
+        "date": start_local.replace(tzinfo=None),
+        "elapsed_time": 3300,
+        "moving_time": 3000,
+        "average_heartrate": 150.0,
+        "max_heartrate": 176.0,
+        "sport_type": sport,
+        **extra,
+    }
+
+
+@pytest.fixture
+async def kim(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, loaded_entry: MockConfigEntry
+) -> MockConfigEntry:
+    """Kim, following their Strava (a sensor of the ha_strava integration) since an hour."""
+    await hass.config.async_set_time_zone("Europe/Berlin")
+    er.async_get(hass).async_get_or_create(
+        "sensor", "ha_strava", "strava_0_0", suggested_object_id="strava_0_0"
+    )
+    hass.states.async_set("person.kim", "home", {"friendly_name": "Kim"})
+    added = dt_util.utcnow() - timedelta(hours=1)
+    hass.config_entries.async_add_subentry(
+        loaded_entry,
+        ConfigSubentry(
+            data=MappingProxyType(
+                {
+                    "person": "person.kim",
+                    "user_id": "kim",
+                    "max_heart_rate": 200,
+                    "activity_sources": [STRAVA_ENTITY],
+                    "activity_sources_since": {STRAVA_ENTITY: added.isoformat()},
+                }
+            ),
+            subentry_type=SUBENTRY_PERSON,
+            title="Kim",
+            unique_id="kim",
+        ),
+    )
+    await _settle(hass)
+    return loaded_entry
+
+
+def _kim_workouts(mqtt_mock: MqttMockHAClient) -> list[dict[str, Any]]:
+    return [
+        json.loads(c.args[1])
+        for c in mqtt_mock.async_publish.call_args_list
+        if c.args[0] == f"{BASE}/kim/workout/completed"
+    ]
+
+
+async def test_a_strava_activity_is_one_workout_event(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, kim: MockConfigEntry
+) -> None:
+    berlin = dt_util.get_default_time_zone()
+    start = (dt_util.utcnow() - timedelta(minutes=58)).astimezone(berlin).replace(microsecond=0)
+    activities = [
+        strava_activity(98765, "WeightTraining", start),
+        strava_activity(98766, "Walk", start),  # no workout here
+        strava_activity(98767, "Run", start - timedelta(hours=3)),  # before Kim added Strava
+    ]
+    hass.bus.async_fire("ha_strava_activities_update", {"activities": activities})
+    await _settle(hass)
+    [event] = _kim_workouts(mqtt_mock)
+    assert event["event_id"] == "strava:98765"
+    assert event["kind"] == "strength"
+    ended = datetime.fromisoformat(event["ended_at"])
+    assert ended == start + timedelta(seconds=3300)  # local start + elapsed, in HA's zone
+    assert ended.utcoffset() == start.utcoffset()
+    assert event["duration_min"] == 50.0
+    assert (event["zone"], event["rpe"]) == (3, 6.0)  # 150 of 200 bpm: 75%
+    # ha_strava fires again after its next webhook: nothing new.
+    hass.bus.async_fire("ha_strava_activities_update", {"activities": activities})
+    await _settle(hass)
+    assert len(_kim_workouts(mqtt_mock)) == 1
+
+
+@pytest.mark.parametrize(
+    ("sport", "kind"),
+    [
+        ("WeightTraining", "strength"),
+        ("Run", "cardio"),
+        ("VirtualRide", "cardio"),
+        ("Rowing", "cardio"),
+        ("Swim", "cardio"),
+        ("HighIntensityIntervalTraining", "class"),
+        ("Crossfit", "class"),
+        ("Soccer", "sport"),
+        ("Walk", None),
+    ],
+)
+def test_strava_types(sport: str, kind: str | None) -> None:
+    now = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
+    [activity] = strava_activities(
+        {"activities": [strava_activity(1, sport, now - timedelta(hours=1))]}, UTC
+    )
+    event = workout_event(activity, plan={}, max_hr=None, since=now - timedelta(days=1), now=now)
+    assert (event["kind"] if event else None) == kind
+
+
+def test_a_malformed_strava_event_is_ignored() -> None:
+    bad = [
+        {"id": 1},
+        "x",
+        {"id": 2, "activity_type": "Run", "date": "not a date", "elapsed_time": 60},
+    ]
+    assert strava_activities({"activities": bad}, UTC) == []
+    assert strava_activities({}, UTC) == []

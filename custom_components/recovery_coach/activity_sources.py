@@ -9,6 +9,13 @@ One mapping table per source, from the source's own activity types:
   `duration` in seconds, `averageHR`, `maxHR`, ...); `last_activities` carries the last five
   in its `last_activities` attribute.
 
+- **Strava** (craibo/ha_strava, coordinator.py `_sensor_activity` and const.py): the
+  `ha_strava_activities_update` event carries `activities`, each with `id`,
+  `activity_type` (Strava's sport type: `WeightTraining`, `Run`, `Ride`, ...), `date` (the
+  local start, `start_date_local`), `elapsed_time` and `moving_time` in seconds,
+  `average_heartrate`, `max_heartrate`. A person follows it when one of their sources is a
+  sensor of the ha_strava integration.
+
 The event id is `<source>:<activity id>`, so a re-poll, an HA restart or both sensors
 showing the same activity never double it (the service drops a repeated id). Only
 activities that ended after the source was added to the person, and within the last
@@ -19,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, Final
 
 from homeassistant.core import State
@@ -87,6 +94,54 @@ GARMIN_KINDS: Final[dict[str, str]] = {
 }
 
 
+# Strava's sport types -> the service's workout kind (walks and the like are skipped).
+STRAVA_KINDS: Final[dict[str, str]] = {
+    "WeightTraining": "strength",
+    **dict.fromkeys(
+        (
+            "Run",
+            "TrailRun",
+            "VirtualRun",
+            "Ride",
+            "VirtualRide",
+            "GravelRide",
+            "MountainBikeRide",
+            "Rowing",
+            "VirtualRow",
+            "Swim",
+            "Elliptical",
+            "StairStepper",
+            "Hike",
+            "NordicSki",
+            "RollerSki",
+            "InlineSkate",
+            "Canoeing",
+            "Kayaking",
+        ),
+        "cardio",
+    ),
+    **dict.fromkeys(
+        ("HighIntensityIntervalTraining", "Crossfit", "Workout", "Yoga", "Pilates"), "class"
+    ),
+    **dict.fromkeys(
+        (
+            "Soccer",
+            "Tennis",
+            "Badminton",
+            "Squash",
+            "Pickleball",
+            "Racquetball",
+            "TableTennis",
+            "RockClimbing",
+        ),
+        "sport",
+    ),
+}
+KINDS: Final[dict[str, dict[str, str]]] = {"garmin": GARMIN_KINDS, "strava": STRAVA_KINDS}
+STRAVA_EVENT: Final = "ha_strava_activities_update"
+STRAVA_PLATFORM: Final = "ha_strava"
+
+
 @dataclass(frozen=True)
 class Activity:
     """One activity as a source reports it, before mapping."""
@@ -149,6 +204,41 @@ def activities_of(state: State | None) -> list[Activity]:
     return found
 
 
+def strava_activities(data: Mapping[str, Any], home_zone: tzinfo) -> list[Activity]:
+    """The activities of an `ha_strava_activities_update` event. Strava's local start has
+    no zone (ha_strava parses `start_date_local` as naive): it is read in HA's zone."""
+    found: list[Activity] = []
+    listed = data.get("activities")
+    for raw in listed if isinstance(listed, list) else []:
+        if not isinstance(raw, Mapping):
+            continue
+        activity_id, sport = raw.get("id"), raw.get("activity_type")
+        start = raw.get("date")
+        if isinstance(start, str):
+            try:
+                start = datetime.fromisoformat(start.removesuffix("Z"))
+            except ValueError:
+                continue
+        elapsed = raw.get("elapsed_time") or raw.get("moving_time")
+        if activity_id is None or not isinstance(sport, str) or not isinstance(start, datetime):
+            continue
+        if not isinstance(elapsed, int | float) or elapsed <= 0:
+            continue
+        local = start.replace(tzinfo=home_zone) if start.tzinfo is None else start
+        hr = raw.get("average_heartrate")
+        found.append(
+            Activity(
+                source="strava",
+                activity_id=str(activity_id),
+                type_key=sport,
+                ended_at=local + timedelta(seconds=float(elapsed)),
+                duration_s=float(raw.get("moving_time") or elapsed),
+                average_hr=float(hr) if isinstance(hr, int | float) else None,
+            )
+        )
+    return found
+
+
 def zone_and_rpe(average_hr: float | None, max_hr: float | None) -> tuple[int | None, float | None]:
     """The five-zone model of % of the person's maximum heart rate (<60, 60-70, 70-80,
     80-90, >=90), and the effort it means on the service's 0-10 scale."""
@@ -169,7 +259,7 @@ def workout_event(
 ) -> dict[str, Any] | None:
     """The `workout/completed` body for an activity, or None when it is not sent (a type
     we do not map, or it ended before the source was added or over 36 hours ago)."""
-    kind = GARMIN_KINDS.get(activity.type_key)
+    kind = KINDS[activity.source].get(activity.type_key)
     if kind is None:
         return None
     if activity.ended_at < since or activity.ended_at < now - RECENT:

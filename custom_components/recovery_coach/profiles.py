@@ -19,11 +19,19 @@ from homeassistant.core import (
     State,
     callback,
 )
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.util import dt as dt_util
 
-from .activity_sources import activities_of, workout_event
+from .activity_sources import (
+    STRAVA_EVENT,
+    STRAVA_PLATFORM,
+    Activity,
+    activities_of,
+    strava_activities,
+    workout_event,
+)
 from .const import (
     CONF_ANNOUNCE_ENTITY,
     CONF_BASE_TOPIC,
@@ -98,6 +106,11 @@ def followed_of(entry: ConfigEntry) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _platform(hass: HomeAssistant, entity_id: str) -> str | None:
+    entry = er.async_get(hass).async_get(entity_id)
+    return entry.platform if entry is not None else None
+
+
 def _since(data: Mapping[str, Any], entity_id: str) -> datetime:
     """When the source was added to the person: what ended before is history."""
     when = (data.get(CONF_SOURCES_SINCE) or {}).get(entity_id)
@@ -130,6 +143,7 @@ class PeopleFollower:
         self.people = people_of(entry)
         self._published_kg: dict[str, float | None] = {}
         self._sent: set[str] = set()  # activity event ids sent since this entry loaded
+        self._strava_people: list[str] = []  # people with a Strava sensor among their sources
         self._unsubscribers: list[CALLBACK_TYPE] = []
 
     async def async_start(self) -> None:
@@ -145,6 +159,18 @@ class PeopleFollower:
                     self.hass, list(sources), lambda e: self._activity(sources, e)
                 )
             )
+        registry = er.async_get(self.hass)
+        self._strava_people = sorted(
+            {
+                user_id
+                for entity_id, users in sources.items()
+                if (e := registry.async_get(entity_id)) is not None
+                and e.platform == STRAVA_PLATFORM
+                for user_id in users
+            }
+        )
+        if self._strava_people:
+            self._unsubscribers.append(self.hass.bus.async_listen(STRAVA_EVENT, self._strava_event))
             # What came while HA was down is sent now; what was sent before is dropped by
             # the service (the event id is the activity's).
             for entity_id, users in sources.items():
@@ -179,11 +205,29 @@ class PeopleFollower:
             self._send_activities(user_id, entity_id, event.data["new_state"])
 
     @callback
+    def _strava_event(self, event: Event) -> None:
+        activities = strava_activities(event.data, dt_util.get_default_time_zone())
+        for user_id in self._strava_people:
+            data = self.people[user_id]
+            strava = [
+                e
+                for e in data.get(CONF_SOURCES) or []
+                if _platform(self.hass, e) == STRAVA_PLATFORM
+            ]
+            since = min((_since(data, e) for e in strava), default=dt_util.utcnow())
+            self._send(user_id, "strava", activities, since)
+
+    @callback
     def _send_activities(self, user_id: str, entity_id: str, state: State | None) -> None:
+        self._send(
+            user_id, entity_id, activities_of(state), _since(self.people[user_id], entity_id)
+        )
+
+    @callback
+    def _send(self, user_id: str, origin: str, activities: list[Activity], since: datetime) -> None:
         data = self.people[user_id]
-        since = _since(data, entity_id)
         now = dt_util.utcnow()
-        for activity in activities_of(state):
+        for activity in activities:
             body = workout_event(
                 activity,
                 plan=data.get(CONF_PLAN) or {},
@@ -192,12 +236,12 @@ class PeopleFollower:
                 now=now,
             )
             if body is None:
-                LOGGER.debug("Activity %s of %s not sent", activity.activity_id, entity_id)
+                LOGGER.debug("Activity %s of %s not sent", activity.activity_id, origin)
                 continue
             if body["event_id"] in self._sent:
                 continue
             self._sent.add(body["event_id"])
-            LOGGER.debug("Activity %s of %s sent for %s", body["event_id"], entity_id, user_id)
+            LOGGER.debug("Activity %s of %s sent for %s", body["event_id"], origin, user_id)
             self.entry.async_create_background_task(
                 self.hass,
                 mqtt.async_publish(
