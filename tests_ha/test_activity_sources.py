@@ -17,6 +17,7 @@ import pytest
 from custom_components.recovery_coach.activity_sources import (
     GARMIN_KINDS,
     activities_of,
+    iso_duration_s,
     strava_activities,
     workout_event,
 )
@@ -339,3 +340,121 @@ def test_a_malformed_strava_event_is_ignored() -> None:
     ]
     assert strava_activities({"activities": bad}, UTC) == []
     assert strava_activities({}, UTC) == []
+
+
+POLAR_ENTITY = "sensor.lee_last_exercise"
+
+
+def polar_exercise(start_local: datetime, sport: str = "STRENGTH_TRAINING") -> dict[str, Any]:
+    """The attributes of hass-polar's "Last exercise" sensor (sensor.py's attributes_keys,
+    AccessLink's exercise fields); its state is the local start."""
+    return {
+        "distance": 0,
+        "duration": "PT52M30S",
+        "heart_rate": {"average": 121, "maximum": 158},
+        "training_load": 64.2,
+        "sport": sport,
+        "calories": 410,
+        "device": "Polar Vantage V3",
+        "friendly_name": "Lee Last exercise",
+    }
+
+
+@pytest.fixture
+async def lee(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, loaded_entry: MockConfigEntry
+) -> MockConfigEntry:
+    await hass.config.async_set_time_zone("Europe/Berlin")
+    hass.states.async_set("person.lee", "home", {"friendly_name": "Lee"})
+    added = dt_util.utcnow() - timedelta(hours=2)
+    hass.config_entries.async_add_subentry(
+        loaded_entry,
+        ConfigSubentry(
+            data=MappingProxyType(
+                {
+                    "person": "person.lee",
+                    "user_id": "lee",
+                    "weekly_plan": {
+                        d: "upper" for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+                    },
+                    "activity_sources": [POLAR_ENTITY],
+                    "activity_sources_since": {POLAR_ENTITY: added.isoformat()},
+                }
+            ),
+            subentry_type=SUBENTRY_PERSON,
+            title="Lee",
+            unique_id="lee",
+        ),
+    )
+    await _settle(hass)
+    return loaded_entry
+
+
+async def test_a_polar_exercise_is_one_workout_event(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, lee: MockConfigEntry
+) -> None:
+    berlin = dt_util.get_default_time_zone()
+    start = (dt_util.utcnow() - timedelta(minutes=55)).astimezone(berlin).replace(microsecond=0)
+    local = start.replace(tzinfo=None).isoformat()  # AccessLink's start has no zone
+    hass.states.async_set(POLAR_ENTITY, local, polar_exercise(start))
+    await _settle(hass)
+    workouts = [
+        json.loads(c.args[1])
+        for c in mqtt_mock.async_publish.call_args_list
+        if c.args[0] == f"{BASE}/lee/workout/completed"
+    ]
+    [event] = workouts
+    assert event["event_id"] == f"polar:{start:%Y%m%dT%H%M%S}"
+    assert event["kind"] == "strength"
+    assert event["focus"] == "upper"
+    assert datetime.fromisoformat(event["ended_at"]) == start + timedelta(minutes=52, seconds=30)
+    assert event["duration_min"] == 52.5
+    assert "zone" not in event  # Lee has no maximum heart rate set
+    # The next poll: the same exercise, nothing new.
+    hass.states.async_set(POLAR_ENTITY, local, {**polar_exercise(start), "calories": 412})
+    await _settle(hass)
+    assert (
+        len(
+            [
+                c
+                for c in mqtt_mock.async_publish.call_args_list
+                if c.args[0].startswith(f"{BASE}/lee/workout")
+            ]
+        )
+        == 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("PT52M30S", 3150.0),
+        ("PT1H2M3S", 3723.0),
+        ("PT45M", 2700.0),
+        ("P1DT1S", 86401.0),
+        (1800, 1800.0),
+        ("bogus", None),
+        ("P", None),
+    ],
+)
+def test_iso_durations(value: Any, seconds: float | None) -> None:
+    assert iso_duration_s(value) == seconds
+
+
+@pytest.mark.parametrize(
+    ("sport", "kind"),
+    [
+        ("STRENGTH_TRAINING", "strength"),
+        ("RUNNING", "cardio"),
+        ("INDOOR_CYCLING", "cardio"),
+        ("CIRCUIT_TRAINING", "class"),
+        ("SOCCER", "sport"),
+        ("WALKING", None),
+    ],
+)
+def test_polar_sports(sport: str, kind: str | None) -> None:
+    now = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
+    start = (now - timedelta(hours=1)).replace(tzinfo=None).isoformat()
+    [activity] = activities_of(State(POLAR_ENTITY, start, polar_exercise(now, sport)), UTC)
+    event = workout_event(activity, plan={}, max_hr=None, since=now - timedelta(days=1), now=now)
+    assert (event["kind"] if event else None) == kind

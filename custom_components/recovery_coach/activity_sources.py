@@ -16,6 +16,12 @@ One mapping table per source, from the source's own activity types:
   `average_heartrate`, `max_heartrate`. A person follows it when one of their sources is a
   sensor of the ha_strava integration.
 
+- **Polar** (Aohzan/hass-polar, sensor.py): the "Last exercise" sensor's state is the
+  exercise's `start_time` (Polar AccessLink's local start) and its attributes carry
+  `sport` (AccessLink's: `RUNNING`, `STRENGTH_TRAINING`, ...), `duration` (ISO 8601,
+  `PT1H2M3S`) and `heart_rate` (`average`, `maximum`). AccessLink gives the exercise no id
+  there: its start time is the id.
+
 The event id is `<source>:<activity id>`, so a re-poll, an HA restart or both sensors
 showing the same activity never double it (the service drops a repeated id). Only
 activities that ended after the source was added to the person, and within the last
@@ -24,6 +30,7 @@ activities that ended after the source was added to the person, and within the l
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
@@ -137,7 +144,50 @@ STRAVA_KINDS: Final[dict[str, str]] = {
         "sport",
     ),
 }
-KINDS: Final[dict[str, dict[str, str]]] = {"garmin": GARMIN_KINDS, "strava": STRAVA_KINDS}
+# Polar AccessLink's sport names -> the service's workout kind.
+POLAR_KINDS: Final[dict[str, str]] = {
+    "STRENGTH_TRAINING": "strength",
+    **dict.fromkeys(
+        (
+            "RUNNING",
+            "JOGGING",
+            "ROAD_RUNNING",
+            "TREADMILL_RUNNING",
+            "TRAIL_RUNNING",
+            "CYCLING",
+            "ROAD_BIKING",
+            "INDOOR_CYCLING",
+            "MOUNTAIN_BIKING",
+            "SWIMMING",
+            "POOL_SWIMMING",
+            "OPEN_WATER_SWIMMING",
+            "ROWING",
+            "INDOOR_ROWING",
+            "CROSS-TRAINER",
+            "ELLIPTICAL",
+            "HIKING",
+            "CROSS-COUNTRY_SKIING",
+        ),
+        "cardio",
+    ),
+    **dict.fromkeys(
+        ("CIRCUIT_TRAINING", "CORE", "CROSSFIT", "HIIT", "GROUP_EXERCISE", "YOGA", "PILATES"),
+        "class",
+    ),
+    **dict.fromkeys(
+        ("SOCCER", "FOOTBALL", "TENNIS", "BASKETBALL", "VOLLEYBALL", "BADMINTON", "SQUASH"),
+        "sport",
+    ),
+}
+KINDS: Final[dict[str, dict[str, str]]] = {
+    "garmin": GARMIN_KINDS,
+    "strava": STRAVA_KINDS,
+    "polar": POLAR_KINDS,
+}
+_ISO_DURATION: Final = re.compile(
+    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?"
+    r"(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
 STRAVA_EVENT: Final = "ha_strava_activities_update"
 STRAVA_PLATFORM: Final = "ha_strava"
 
@@ -189,13 +239,55 @@ def _garmin(raw: Mapping[str, Any]) -> Activity | None:
     )
 
 
-def activities_of(state: State | None) -> list[Activity]:
+def iso_duration_s(value: Any) -> float | None:
+    """Seconds of an ISO 8601 duration (`PT1H2M3S`), or of a plain number."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str) or not (m := _ISO_DURATION.match(value)):
+        return None
+    parts = {k: float(v) for k, v in m.groupdict().items() if v}
+    if not parts:
+        return None
+    return (
+        parts.get("d", 0) * 86400
+        + parts.get("h", 0) * 3600
+        + parts.get("m", 0) * 60
+        + parts.get("s", 0)
+    )
+
+
+def _polar(state: State, home_zone: tzinfo) -> Activity | None:
+    attrs = state.attributes
+    sport, duration = attrs.get("sport"), iso_duration_s(attrs.get("duration"))
+    try:
+        start = datetime.fromisoformat(state.state)
+    except ValueError:
+        return None
+    if not isinstance(sport, str) or not duration or duration <= 0:
+        return None
+    local = start.replace(tzinfo=home_zone) if start.tzinfo is None else start
+    hr = attrs.get("heart_rate")
+    average = hr.get("average") if isinstance(hr, Mapping) else None
+    return Activity(
+        source="polar",
+        activity_id=local.strftime("%Y%m%dT%H%M%S"),
+        type_key=sport.upper(),
+        ended_at=local + timedelta(seconds=duration),
+        duration_s=duration,
+        average_hr=float(average) if isinstance(average, int | float) else None,
+    )
+
+
+def activities_of(state: State | None, home_zone: tzinfo = UTC) -> list[Activity]:
     """Every activity an entity's state shows: Garmin's last_activity (its attributes are
-    the activity) and last_activities (a list of them)."""
+    the activity) and last_activities (a list of them); Polar's last exercise (its state
+    is the start, read in `home_zone` when it has no zone of its own)."""
     if state is None:
         return []
     attrs = state.attributes
     found: list[Activity] = []
+    if "sport" in attrs and "duration" in attrs and (p := _polar(state, home_zone)):
+        found.append(p)
     if "activityId" in attrs and (a := _garmin(attrs)) is not None:
         found.append(a)
     listed = attrs.get("last_activities")

@@ -219,9 +219,9 @@ class PeopleFollower:
 
     @callback
     def _send_activities(self, user_id: str, entity_id: str, state: State | None) -> None:
-        self._send(
-            user_id, entity_id, activities_of(state), _since(self.people[user_id], entity_id)
-        )
+        since = _since(self.people[user_id], entity_id)
+        zone = dt_util.get_default_time_zone()  # for sources whose times have none
+        self._send(user_id, entity_id, activities_of(state, zone), since)
 
     @callback
     def _send(self, user_id: str, origin: str, activities: list[Activity], since: datetime) -> None:
