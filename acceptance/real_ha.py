@@ -556,7 +556,7 @@ def main() -> int:
             20,
         )
         log("person added in HA: the service set alex up from the profile")
-        # Adding the person reloads the entry; its diagnostics name the users it follows.
+        # The entry follows the person once its diagnostics name them.
         wait_for(
             "the entry following alex",
             lambda: (

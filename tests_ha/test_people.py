@@ -24,10 +24,14 @@ from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER
 from homeassistant.core import HomeAssistant, State
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import issue_registry as ir
-from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_mqtt_message
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_fire_mqtt_message,
+    async_mock_service,
+)
 from pytest_homeassistant_custom_component.typing import MqttMockHAClient
 
-from .conftest import BASE
+from .conftest import BASE, nudge
 
 DOMAIN = "recovery_coach"
 FORM = {
@@ -328,3 +332,19 @@ def test_one_wake_time_for_every_day_is_one_clock() -> None:
     assert payload["wake_time"] == "05:45"
     assert "weight_kg" not in payload
     assert "weekly_plan" not in payload
+
+
+async def test_a_person_added_is_followed_in_place_so_no_nudge_is_missed(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, loaded_entry: MockConfigEntry, people: None
+) -> None:
+    """Adding a person does not reload the entry (its subscriptions stay up): a nudge in
+    the next moment reaches the person's phone. Seen in the real-HA run before: a reload
+    there made HA miss the first nudge."""
+    hub = loaded_entry.runtime_data.hub
+    phone = async_mock_service(hass, "notify", "mobile_app_pixel")
+    await _add_robin(hass, mqtt_mock, loaded_entry)
+    assert loaded_entry.runtime_data.hub is hub
+    first = nudge(user="robin", nudge_id="n_robin_1", title="Cool down now")
+    async_fire_mqtt_message(hass, f"{BASE}/robin/nudge", json.dumps(first))
+    await hass.async_block_till_done()
+    assert [c.data["title"] for c in phone] == ["Cool down now"]

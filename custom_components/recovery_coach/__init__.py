@@ -31,7 +31,7 @@ from .gym_zone import async_track_gym_zones
 from .hub import RecoveryCoachConfigEntry, RecoveryCoachHub, RecoveryCoachRuntimeData
 from .people import CONF_USER_ID, SUBENTRY_PERSON, SUBENTRY_SERVICE_USER
 from .phone_notifications import async_listen_for_actions, async_notify_phones
-from .profiles import PeopleFollower, async_remove_people, people_of
+from .profiles import PeopleFollower, async_remove_people, followed_of, people_of
 from .services import async_setup_services
 from .voice import async_setup_voice
 
@@ -51,14 +51,12 @@ async def async_setup_entry(hass: HomeAssistant, entry: RecoveryCoachConfigEntry
         raise ConfigEntryNotReady(translation_domain=DOMAIN, translation_key="mqtt_not_available")
     hub = RecoveryCoachHub(hass, entry)
     await hub.async_start()
-    people = PeopleFollower(hass, entry)
-    await people.async_start()
     runtime = RecoveryCoachRuntimeData(
-        hub=hub,
-        unsubscribers=[hub.async_stop, people.async_stop],
-        configured=_configured(entry),
+        hub=hub, unsubscribers=[hub.async_stop], configured=_configured(entry)
     )
     entry.runtime_data = runtime
+    await _async_follow_people(hass, entry)
+    runtime.unsubscribers.append(lambda: _stop_following_people(runtime))
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
 
     @callback
@@ -79,26 +77,44 @@ async def async_setup_entry(hass: HomeAssistant, entry: RecoveryCoachConfigEntry
             )
 
     runtime.unsubscribers.extend(
-        [
-            hub.async_add_nudge_listener(on_nudge),
-            async_listen_for_actions(hass, hub),
-            async_track_gym_zones(hass, hub),
-        ]
+        [hub.async_add_nudge_listener(on_nudge), async_listen_for_actions(hass, hub)]
     )
     return True
 
 
+async def _async_follow_people(hass: HomeAssistant, entry: RecoveryCoachConfigEntry) -> None:
+    """Follow who the entry's subentries say: their settings, sources and gym zones."""
+    runtime = entry.runtime_data
+    runtime.hub.user_settings = followed_of(entry)
+    follower = PeopleFollower(hass, entry)
+    await follower.async_start()
+    runtime.people = [follower.async_stop, async_track_gym_zones(hass, runtime.hub)]
+
+
+def _stop_following_people(runtime: RecoveryCoachRuntimeData) -> None:
+    while runtime.people:
+        runtime.people.pop()()
+
+
 async def _async_entry_updated(hass: HomeAssistant, entry: RecoveryCoachConfigEntry) -> None:
-    """Options or people changed: a person deleted is removed from the service (an empty
-    retained profile), then the entry is reloaded with what is now configured. Other
-    updates of the entry (HA's own bookkeeping) change nothing here."""
-    before = entry.runtime_data.configured
-    if _configured(entry) == before:
+    """Options or people changed. A person deleted is removed from the service (an empty
+    retained profile). People added, changed or removed are followed anew in place, so
+    the hub's subscriptions stay up and no nudge arriving meanwhile is missed; changed
+    options reload the entry. Other updates of the entry (HA's bookkeeping) change nothing."""
+    runtime = entry.runtime_data
+    before = runtime.configured
+    now = _configured(entry)
+    if now == before:
         return
     had = {d[CONF_USER_ID] for t, d in before[1].values() if t == SUBENTRY_PERSON}
     gone = sorted(had - set(people_of(entry)))
     await async_remove_people(hass, entry.data[CONF_BASE_TOPIC], gone)
-    await hass.config_entries.async_reload(entry.entry_id)
+    if now[0] != before[0]:
+        await hass.config_entries.async_reload(entry.entry_id)
+        return
+    runtime.configured = now
+    _stop_following_people(runtime)
+    await _async_follow_people(hass, entry)
 
 
 def _configured(entry: RecoveryCoachConfigEntry) -> tuple[Any, Any]:

@@ -32,6 +32,9 @@ class RecoveryCoachRuntimeData:
     unsubscribers: list[CALLBACK_TYPE] = field(default_factory=list)
     # What the entry was set up from (options, people), to tell a change of either.
     configured: tuple[Any, Any] = field(default_factory=lambda: ({}, {}))
+    # What follows the people (their sources, weights, late refusals, gym zones); undone
+    # and made again when they change.
+    people: list[CALLBACK_TYPE] = field(default_factory=list)
 
 
 type RecoveryCoachConfigEntry = ConfigEntry[RecoveryCoachRuntimeData]
