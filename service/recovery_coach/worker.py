@@ -1,4 +1,6 @@
-"""The one worker thread: one event's path from the socket to `publish`, top to bottom.
+"""The one worker thread: one event's path from the socket to `publish`, top to bottom
+(profiles and Apple Health exports are read in intake.py; what a commit sets off is
+`Effects`, at the end of this file).
 
     pump the socket -> take a batch from the queue -> rate limits -> parse -> dedupe
     -> decide (coach) -> stage jobs and outbox rows -> ONE commit -> publish what is due
@@ -18,21 +20,22 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import assert_never
 
-from . import health_auto_export, jobs
+from . import jobs
 from .announcer import Announcer
 from .coach import next_day_start
 from .config import RateLimitConfig
 from .health import Health
 from .inbound import Accepted, Refused
+from .intake import Intake
 from .message_handler import MessageHandler, Outcome
 from .models import Profile, dedupe_key
 from .mqtt_link import Inbound
 from .outbox import Outbox
-from .people import People, ProfileCleared
+from .people import People
 from .rate_limit import RateLimiter
 from .retry import Retrying
 from .store import SqlRepository
@@ -82,9 +85,14 @@ class Worker:
     on_refused: Callable[[Refused], None] = lambda _r: None
     limiter: RateLimiter = field(init=False)
     retrying: Retrying = field(init=False)
+    intake: Intake = field(init=False)
+    effects: Effects = field(init=False)
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.rate_limit)
+        # The two helpers take the worker's own parts, field by field of the same name.
+        self.intake = Intake(**{f.name: getattr(self, f.name) for f in fields(Intake)})
+        self.effects = Effects(**{f.name: getattr(self, f.name) for f in fields(Effects)})
         self.retrying = Retrying(
             self._decide,
             self.repo,
@@ -145,7 +153,7 @@ class Worker:
         done += self.retrying.commit(batch)
         for b in done:
             try:
-                self._after_commit(b)
+                self.effects.apply(b)
             except Exception as exc:  # decisions are stored: the outbox sends them later
                 self.health.error(f"internal error after a commit: {exc!r}")
                 log.exception("publishing after a commit failed")
@@ -177,7 +185,7 @@ class Worker:
                 and not Topics.is_ha_status(item.topic)
                 and self.topics.health_auto_export_user(item.topic) is None
             ):
-                parsed[i] = self._parse(item, b.now)
+                parsed[i] = self.intake.parse(item, b.now)
         self.repo.prefetch_seen(
             (p.user, dedupe_key(p.event)) for p in parsed.values() if isinstance(p, Accepted)
         )
@@ -189,13 +197,13 @@ class Worker:
                     if Topics.is_ha_status(item.topic):
                         b.ha_online |= item.payload.strip() == b"online"
                     elif (person := self.topics.profile_user(item.topic)) is not None:
-                        outcomes.extend(self._profile(person, item, b))
+                        outcomes.extend(self.intake.profile(person, item, b))
                     elif item.retain:
                         b.retained.append(item.topic)
                     elif (owner := self.topics.health_auto_export_user(item.topic)) is not None:
-                        outcomes.extend(self._health_auto_export(owner, item, b.now))
+                        outcomes.extend(self.intake.health_auto_export(owner, item, b.now))
                     else:
-                        p = parsed.get(i) or self._parse(item, b.now)
+                        p = parsed.get(i) or self.intake.parse(item, b.now)
                         outcomes.append(self.handler.handle_parsed(p, b.now))
                 case DayStart(user=user):
                     if user in self.profiles:
@@ -244,58 +252,6 @@ class Worker:
             self.repo.end_batch()
         return b
 
-    def _parse(self, item: Inbound, now: datetime) -> Accepted | Refused:
-        return self.handler.parse(
-            item.topic, item.payload, now, packet_id=item.mid, redelivered=item.dup
-        )
-
-    def _health_auto_export(self, user: str, item: Inbound, now: datetime) -> list[Outcome]:
-        """Each recent workout of an Apple Health export, as a `workout/completed` event
-        (its id `hae:<workout id>`, so a re-export adds nothing)."""
-        profile = self.profiles.get(user)
-        if profile is None:  # refused as any message of an unknown user is
-            return [self.handler.handle_parsed(self._parse(item, now), now)]
-        if len(item.payload) > health_auto_export.MAX_BYTES:
-            why = health_auto_export.TOO_LARGE
-            return [Outcome(user=user, refused=Refused(user, item.topic, why))]
-        try:
-            bodies, skipped = health_auto_export.workouts(item.payload, profile, now)
-        except health_auto_export.FormatError as exc:
-            return [Outcome(user=user, refused=Refused(user, item.topic, str(exc)))]
-        for s in skipped:
-            log.debug("Health Auto Export workout %s for %s skipped: %s", s.workout_id, user, s.why)
-        topic = self.topics.workout_completed(user)
-        return [
-            self.handler.handle_parsed(self.handler.parse(topic, json.dumps(body), now), now)
-            for body in bodies
-        ]
-
-    def _profile(self, user: str, item: Inbound, b: Batch) -> list[Outcome]:
-        """A person set up, changed or removed over MQTT (people.py): stored in this batch,
-        their day planned anew and their nudges re-decided under the new profile."""
-        change = self.people.read(item.topic, user, item.payload)
-        if change is None:
-            return []  # the same profile again (the retained copy at every connect)
-        if isinstance(change, Refused):
-            b.refused += 1
-            b.refusals.append(change)
-            return []
-        b.undo.append((user, self.people.apply(change)))
-        if isinstance(change, ProfileCleared):
-            self.repo.uow.removed(user)
-            b.removed.add(user)
-            b.cancelled = True
-            log.info("user %s removed: their profile was cleared", user)
-            return []
-        self.repo.uow.profile(user, change.text)
-        self.repo.uow.day_reset(user)
-        self.repo.uow.job(self.scheduler.day_row(user, next_day_start(change.profile, b.now)))
-        b.jobs_added = True
-        b.profiled.add(user)
-        b.removed.discard(user)
-        log.info("user %s %s over MQTT", user, "set up" if change.new else "updated")
-        return [self.handler.profile_changed(user, b.now)]
-
     def _absorb(self, out: Outcome, b: Batch) -> None:
         """Stage jobs for the outcome's nudges; the ones due now are published after the commit."""
         if out.refused is not None:
@@ -317,10 +273,25 @@ class Worker:
         if out.user is not None:
             b.changed.add(out.user)
 
-    # ------------------------------------------------------------ after the commit
 
-    def _after_commit(self, b: Batch) -> None:
-        """What the committed batch makes happen: publish, acknowledge, wake, announce."""
+# ---------------------------------------------------------------- after the commit
+
+
+@dataclass(kw_only=True, eq=False)
+class Effects:
+    """What a committed batch makes happen: publish, acknowledge, wake, announce, refuse."""
+
+    transport: Transport
+    topics: Topics
+    scheduler: jobs.JobTimer
+    profiles: dict[str, Profile]
+    outbox: Outbox
+    announcer: Announcer
+    health: Health
+    diagnostics: Callable[[bool], None]
+    on_refused: Callable[[Refused], None]
+
+    def apply(self, b: Batch) -> None:
         h = self.health
         h.events_handled += b.handled
         h.events_refused += b.refused

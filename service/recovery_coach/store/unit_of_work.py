@@ -193,7 +193,7 @@ class UnitOfWork:
         if self._existing is None:
             self.resolve()
         existing = self._existing or {}
-        self._write_states(cur, now)
+        write_states(self.sql, cur, self.states, self.state_rows, now)
         # A message's first delivery may reuse the id of an old one (a packet id that came
         # round again, see inbound.derived_event_id): the row is already there.
         self.sql.many(
@@ -210,7 +210,7 @@ class UnitOfWork:
         self.sql.execute_in(cur, f"DELETE FROM {JOBS_TABLE} WHERE id IN ({{}})", sorted(gone))
         for user in sorted(self._day_reset):
             self.sql.execute(cur, f"DELETE FROM {JOBS_TABLE} WHERE id LIKE ?", (day_jobs_of(user),))
-        self._set_status(cur, self._cancel, CANCELLED)
+        set_status(self.sql, cur, self._cancel, CANCELLED)
         self.sql.execute_in(
             cur,
             "DELETE FROM rc_nudges WHERE nudge_id IN ({}) AND status <> ?",
@@ -233,94 +233,104 @@ class UnitOfWork:
             "UPDATE rc_nudges SET status = ?, published_at = ? WHERE nudge_id = ? AND status = ?",
             [(PUBLISHED, at, i, PENDING) for i, at in self._published.items()],
         )
-        self._set_status(cur, self._expired, EXPIRED)
+        set_status(self.sql, cur, self._expired, EXPIRED)
         if self._prune_at is not None:
-            self._prune(cur, self._prune_at)
-        self._write_people(cur, now)
+            forget_old(self.sql, cur, self._prune_at)
+        write_people(self.sql, cur, self._profiles, self._removed, now)
         if self._meta:
             self.sql.execute_in(cur, "DELETE FROM rc_meta WHERE key IN ({})", sorted(self._meta))
             self.sql.many(
                 cur, "INSERT INTO rc_meta (key, value) VALUES (?, ?)", sorted(self._meta.items())
             )
 
-    def _write_states(self, cur: Any, now: float) -> None:
-        if not self.states:
-            return
-        # Rows known to exist are updated in place; the others (new users, or users never
-        # loaded in this process) are replaced.
-        old = [u for u in self.states if u in self.state_rows]
-        new = [u for u in self.states if u not in self.state_rows]
-        self.sql.many(
-            cur,
-            "UPDATE rc_user_states SET state = ?, updated_at = ? WHERE user_id = ?",
-            [(encode_state(self.states[u]), now, u) for u in old],
-        )
-        if old and cur.rowcount != len(old):  # a row we thought was there is not
-            new += old
-        if new:
-            self.sql.execute_in(cur, "DELETE FROM rc_user_states WHERE user_id IN ({})", new)
-            self.sql.many(
-                cur,
-                "INSERT INTO rc_user_states (user_id, state, updated_at) VALUES (?, ?, ?)",
-                [(u, encode_state(self.states[u]), now) for u in new],
-            )
-
-    def _write_people(self, cur: Any, now: float) -> None:
-        """Profiles set, then people removed: last, so that what this batch staged for a
-        removed person (a nudge, a job) goes with the rest."""
-        if self._profiles:
-            ids = sorted(self._profiles)
-            self.sql.execute_in(cur, "DELETE FROM rc_profiles WHERE user_id IN ({})", ids)
-            self.sql.many(
-                cur,
-                "INSERT INTO rc_profiles (user_id, profile, updated_at) VALUES (?, ?, ?)",
-                [(u, self._profiles[u], now) for u in ids],
-            )
-            self.sql.many(
-                cur,
-                "INSERT INTO rc_users (user_id, announced_at) VALUES (?, ?) "
-                "ON CONFLICT (user_id) DO NOTHING",
-                [(u, now) for u in ids],
-            )
-        for user in sorted(self._removed):
-            pending = "SELECT nudge_id FROM rc_nudges WHERE user_id = ? AND status = ?"
-            self.sql.execute(
-                cur, f"DELETE FROM {JOBS_TABLE} WHERE id IN ({pending})", (user, PENDING)
-            )
-            self.sql.execute(cur, f"DELETE FROM {JOBS_TABLE} WHERE id LIKE ?", (day_jobs_of(user),))
-            self.sql.execute(
-                cur,
-                "UPDATE rc_nudges SET status = ? WHERE user_id = ? AND status = ?",
-                (CANCELLED, user, PENDING),
-            )
-            for table in ("rc_profiles", "rc_users", "rc_user_states", "rc_handled_events"):
-                self.sql.execute(cur, f"DELETE FROM {table} WHERE user_id = ?", (user,))
-
-    def _set_status(self, cur: Any, ids: set[str], status: str) -> None:
-        """Pending nudges among `ids` become `status` (cancelled, expired)."""
-        self.sql.execute_in(
-            cur,
-            "UPDATE rc_nudges SET status = ? WHERE nudge_id IN ({}) AND status = ?",
-            sorted(ids),
-            (status,),
-            (PENDING,),
-        )
-
-    def _prune(self, cur: Any, now: float) -> None:
-        self.sql.execute(
-            cur, "DELETE FROM rc_handled_events WHERE handled_at < ?", (now - EVENT_IDS_KEPT_S,)
-        )
-        # Finished rows, and pending ones whose useful life ended long ago (no job sends
-        # them: a missed job marks its nudge expired, a deleted user's are cancelled).
-        self.sql.execute(
-            cur,
-            "DELETE FROM rc_nudges WHERE COALESCE(expires_at, due_at) < ? "
-            "AND (status <> ? OR expires_at IS NOT NULL)",
-            (now - NUDGES_KEPT_S, PENDING),
-        )
-
     def _outbox_values(self, n: Nudge) -> tuple[Any, ...]:
         payload = json.dumps(n.payload(self.profiles[n.user].tz), ensure_ascii=False)
         self.written_payloads[n.nudge_id] = payload
         expires = ts(n.expires_at) if n.expires_at else None
         return (n.nudge_id, n.user, ts(n.due_at), expires, PENDING, payload, b"")
+
+
+# ---------------------------------------------------------------- the statements
+
+
+def write_states(
+    sql: RawSql, cur: Any, states: dict[str, UserState], known_rows: set[str], now: float
+) -> None:
+    """Rows known to exist are updated in place; the others (new users, or users never
+    loaded in this process) are replaced."""
+    if not states:
+        return
+    old = [u for u in states if u in known_rows]
+    new = [u for u in states if u not in known_rows]
+    sql.many(
+        cur,
+        "UPDATE rc_user_states SET state = ?, updated_at = ? WHERE user_id = ?",
+        [(encode_state(states[u]), now, u) for u in old],
+    )
+    if old and cur.rowcount != len(old):  # a row we thought was there is not
+        new += old
+    if new:
+        sql.execute_in(cur, "DELETE FROM rc_user_states WHERE user_id IN ({})", new)
+        sql.many(
+            cur,
+            "INSERT INTO rc_user_states (user_id, state, updated_at) VALUES (?, ?, ?)",
+            [(u, encode_state(states[u]), now) for u in new],
+        )
+
+
+def write_people(
+    sql: RawSql, cur: Any, profiles: dict[str, str], removed: set[str], now: float
+) -> None:
+    """Profiles set, then people removed: last, so that what this batch staged for a
+    removed person (a nudge, a job) goes with the rest."""
+    if profiles:
+        ids = sorted(profiles)
+        sql.execute_in(cur, "DELETE FROM rc_profiles WHERE user_id IN ({})", ids)
+        sql.many(
+            cur,
+            "INSERT INTO rc_profiles (user_id, profile, updated_at) VALUES (?, ?, ?)",
+            [(u, profiles[u], now) for u in ids],
+        )
+        sql.many(
+            cur,
+            "INSERT INTO rc_users (user_id, announced_at) VALUES (?, ?) "
+            "ON CONFLICT (user_id) DO NOTHING",
+            [(u, now) for u in ids],
+        )
+    for user in sorted(removed):
+        pending = "SELECT nudge_id FROM rc_nudges WHERE user_id = ? AND status = ?"
+        sql.execute(cur, f"DELETE FROM {JOBS_TABLE} WHERE id IN ({pending})", (user, PENDING))
+        sql.execute(cur, f"DELETE FROM {JOBS_TABLE} WHERE id LIKE ?", (day_jobs_of(user),))
+        sql.execute(
+            cur,
+            "UPDATE rc_nudges SET status = ? WHERE user_id = ? AND status = ?",
+            (CANCELLED, user, PENDING),
+        )
+        for table in ("rc_profiles", "rc_users", "rc_user_states", "rc_handled_events"):
+            sql.execute(cur, f"DELETE FROM {table} WHERE user_id = ?", (user,))
+
+
+def set_status(sql: RawSql, cur: Any, ids: set[str], status: str) -> None:
+    """Pending nudges among `ids` become `status` (cancelled, expired)."""
+    sql.execute_in(
+        cur,
+        "UPDATE rc_nudges SET status = ? WHERE nudge_id IN ({}) AND status = ?",
+        sorted(ids),
+        (status,),
+        (PENDING,),
+    )
+
+
+def forget_old(sql: RawSql, cur: Any, now: float) -> None:
+    """Forget handled ids, and finished nudges and pending ones whose useful life ended
+    long ago (no job sends them: a missed job marks its nudge expired, a deleted user's
+    are cancelled)."""
+    sql.execute(
+        cur, "DELETE FROM rc_handled_events WHERE handled_at < ?", (now - EVENT_IDS_KEPT_S,)
+    )
+    sql.execute(
+        cur,
+        "DELETE FROM rc_nudges WHERE COALESCE(expires_at, due_at) < ? "
+        "AND (status <> ? OR expires_at IS NOT NULL)",
+        (now - NUDGES_KEPT_S, PENDING),
+    )
