@@ -38,9 +38,10 @@ from typing import Any, Final
 
 from homeassistant.core import State
 
+from .const import WORKOUT_FOCUSES
+from .people import WEEKDAYS
+
 RECENT: Final = timedelta(hours=36)
-FOCUSES: Final = ("legs", "lower", "upper", "push", "pull", "full", "core")
-WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 # Garmin's activityType.typeKey -> the service's workout kind. Strength takes its focus from
 # the weekly plan; walks, breathwork and the like are no workouts here; others are skipped.
@@ -363,7 +364,7 @@ def workout_event(
     }
     if kind == "strength":
         planned = plan.get(WEEKDAYS[activity.ended_at.weekday()])
-        if planned in FOCUSES:
+        if planned in WORKOUT_FOCUSES:
             event["focus"] = planned
     if activity.duration_s:
         event["duration_min"] = round(activity.duration_s / 60, 1)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
-from .models import Profile
+from .models import Focus, Profile
 
 # A first sync sends the whole history: only what ended this recently is today's news.
 RECENT = timedelta(hours=36)
@@ -73,7 +73,6 @@ KINDS: dict[str, tuple[str, str | None]] = {
     "martial arts": ("sport", None),
     "boxing": ("sport", None),
 }
-_FOCUSES = ("legs", "lower", "upper", "push", "pull", "full", "core")
 
 
 @dataclass(frozen=True)
@@ -170,7 +169,7 @@ def workouts(
         workout_kind, focus = kind
         if workout_kind == "strength" and focus is None:
             planned = profile.plan_for(end.astimezone(profile.tz).weekday())
-            focus = planned if planned in _FOCUSES else None
+            focus = planned if planned in get_args(Focus) else None
         rpe, zone = effort(w, profile.max_heart_rate)
         event: dict[str, Any] = {
             "event_id": f"hae:{wid}",
