@@ -165,16 +165,7 @@ class HomeAssistant:
             },
             auth=False,
         )
-        form = urllib.parse.urlencode(
-            {
-                "grant_type": "authorization_code",
-                "code": answer["auth_code"],
-                "client_id": client_id,
-            }
-        ).encode()
-        with urllib.request.urlopen(f"{self.url}/auth/token", data=form, timeout=30) as r:
-            self.tokens = json.loads(r.read())
-        self.token = self.tokens["access_token"]
+        self._token(answer["auth_code"])
         # The remaining steps, or the frontend sends every page to onboarding. The location
         # step starts flows for HA's default integrations (weather, radio, speech) whose
         # requirements this venv does not hold: HA logs that they failed to load, no more.
@@ -202,8 +193,12 @@ class HomeAssistant:
             {"username": "acceptance", "password": PASSWORD, "client_id": client_id},
             auth=False,
         )
+        self._token(done["result"])
+
+    def _token(self, code: str) -> None:
+        """The session's tokens for an authorization code (onboarding's, or a login's)."""
         form = urllib.parse.urlencode(
-            {"grant_type": "authorization_code", "code": done["result"], "client_id": client_id}
+            {"grant_type": "authorization_code", "code": code, "client_id": f"{self.url}/"}
         ).encode()
         with urllib.request.urlopen(f"{self.url}/auth/token", data=form, timeout=30) as r:
             self.tokens = json.loads(r.read())

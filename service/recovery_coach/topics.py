@@ -63,16 +63,19 @@ class Topics:
 
     def profile_user(self, topic: str) -> str | None:
         """The user whose profile `topic` is, None for any other topic."""
-        parts = split_topic(self.base, topic)
-        return parts[0] if parts and parts[1] == PROFILE_TOPIC else None
+        return self._user_on(topic, PROFILE_TOPIC)
 
     def workout_completed(self, user: str) -> str:
         return f"{self.base}/{user}/workout/completed"
 
     def health_auto_export_user(self, topic: str) -> str | None:
         """The user whose Health Auto Export `topic` is, None for any other topic."""
+        return self._user_on(topic, HEALTH_AUTO_EXPORT_TOPIC)
+
+    def _user_on(self, topic: str, message: str) -> str | None:
+        """The user of `<base>/<user>/<message>`, None for any other topic."""
         parts = split_topic(self.base, topic)
-        return parts[0] if parts and parts[1] == HEALTH_AUTO_EXPORT_TOPIC else None
+        return parts[0] if parts and parts[1] == message else None
 
     def day(self, user: str) -> str:
         """Not on the wire: the topic a day tick is handled as."""
