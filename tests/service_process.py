@@ -141,8 +141,10 @@ def publish(
     password: str | None = None,
     tls_ca: str | None = None,
     qos: int = 1,
+    retain: bool = False,
 ) -> None:
-    """Publish one message (dicts as JSON) at QoS 1 and wait for the broker's PUBACK."""
+    """Publish one message (dicts as JSON) at QoS 1 and wait for the broker's PUBACK;
+    `retain` as Home Assistant's mqtt.publish does for a profile."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}")
     if username:
         client.username_pw_set(username, password)
@@ -151,7 +153,7 @@ def publish(
     client.connect(host, port)
     client.loop_start()
     body = payload if isinstance(payload, str | bytes) else json.dumps(payload)
-    client.publish(topic, body, qos=qos).wait_for_publish(5)
+    client.publish(topic, body, qos=qos, retain=retain).wait_for_publish(5)
     client.disconnect()
     client.loop_stop()
 

@@ -7,32 +7,14 @@ may publish a profile."""
 
 from __future__ import annotations
 
-import json
-import uuid
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
 from mosquitto import BrokerFactory
-from paho.mqtt.enums import CallbackAPIVersion
 from service_process import Recorder, ServiceProcess, publish, user_config, workout
 from test_service_security import refused_publish
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BASE = "recovery_coach"
-
-
-def retained(port: int, topic: str, body: Any, **auth: str) -> None:
-    """Publish retained at QoS 1, as Home Assistant's mqtt.publish does for a profile."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ha-{uuid.uuid4().hex[:8]}")
-    if auth:
-        client.username_pw_set(auth["username"], auth["password"])
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    raw = body if isinstance(body, bytes) else json.dumps(body)
-    client.publish(topic, raw, qos=1, retain=True).wait_for_publish(5)
-    client.disconnect()
-    client.loop_stop()
 
 
 def test_people_come_stay_across_a_restart_and_go(
@@ -49,7 +31,12 @@ def test_people_come_stay_across_a_restart_and_go(
     )
     try:
         svc.start().wait_connected()
-        retained(broker.port, f"{BASE}/robin/profile", user_config(name="Robin", weight_kg=70))
+        publish(
+            broker.port,
+            f"{BASE}/robin/profile",
+            user_config(name="Robin", weight_kg=70),
+            retain=True,
+        )
         rec.wait_for(lambda r: bool(r.on(f"{BASE}/robin/state")), 10, "robin's state")
         rec.wait_for(
             lambda r: bool(r.on("homeassistant/device/recovery_coach_robin/config")),
@@ -65,7 +52,9 @@ def test_people_come_stay_across_a_restart_and_go(
         )
 
         # Invalid: every problem by field; the previous profile stays in force.
-        retained(broker.port, f"{BASE}/robin/profile", user_config(weight_kg=7, goal="bulk"))
+        publish(
+            broker.port, f"{BASE}/robin/profile", user_config(weight_kg=7, goal="bulk"), retain=True
+        )
         rec.wait_for(lambda r: bool(r.on(f"{BASE}/robin/error")), 10, "robin's error")
         err = rec.on(f"{BASE}/robin/error")[-1].json()
         assert {p["field"] for p in err["problems"]} == {"weight_kg", "goal"}
@@ -73,7 +62,12 @@ def test_people_come_stay_across_a_restart_and_go(
 
         # Changed: the new profile is in force at once (the state names the new name, and
         # discovery follows).
-        retained(broker.port, f"{BASE}/robin/profile", user_config(name="Robin B", weight_kg=71))
+        publish(
+            broker.port,
+            f"{BASE}/robin/profile",
+            user_config(name="Robin B", weight_kg=71),
+            retain=True,
+        )
         rec.wait_for(
             lambda r: any(m.json().get("name") == "Robin B" for m in r.on(f"{BASE}/robin/state")),
             10,
@@ -81,13 +75,13 @@ def test_people_come_stay_across_a_restart_and_go(
         )
 
         # The YAML's user belongs to the YAML.
-        retained(broker.port, f"{BASE}/yaml_user/profile", user_config())
+        publish(broker.port, f"{BASE}/yaml_user/profile", user_config(), retain=True)
         rec.wait_for(lambda r: bool(r.on(f"{BASE}/yaml_user/error")), 10, "the YAML refusal")
         assert "YAML" in rec.on(f"{BASE}/yaml_user/error")[-1].json()["reason"]
 
         # max_users: 2 over MQTT; the third is refused.
-        retained(broker.port, f"{BASE}/kim/profile", user_config(name="Kim"))
-        retained(broker.port, f"{BASE}/lee/profile", user_config(name="Lee"))
+        publish(broker.port, f"{BASE}/kim/profile", user_config(name="Kim"), retain=True)
+        publish(broker.port, f"{BASE}/lee/profile", user_config(name="Lee"), retain=True)
         rec.wait_for(lambda r: bool(r.on(f"{BASE}/lee/error")), 10, "the max_users refusal")
         assert "max_users" in rec.on(f"{BASE}/lee/error")[-1].json()["reason"]
         rec.wait_for(lambda r: bool(r.on(f"{BASE}/kim/state")), 10, "kim's state")
@@ -120,7 +114,7 @@ def test_people_come_stay_across_a_restart_and_go(
         rec = Recorder(
             fresh.host, fresh.port, [f"{BASE}/#", "homeassistant/device/+/config"]
         ).start()
-        retained(fresh.port, f"{BASE}/robin/profile", b"")
+        publish(fresh.port, f"{BASE}/robin/profile", b"", retain=True)
         svc.wait_log("user robin removed", 10)
         rec.wait_for(
             lambda r: any(
@@ -148,7 +142,7 @@ def test_only_home_assistants_account_may_publish_a_profile(
     assert refused_publish(broker, "alex", "alex", topic, user_config(weight_kg=300))
     # ...while Home Assistant may, and the service's account reads it.
     assert not refused_publish(broker, "homeassistant", "ha", topic, user_config())
-    retained(broker.port, topic, user_config(), username="homeassistant", password="ha")
+    publish(broker.port, topic, user_config(), username="homeassistant", password="ha", retain=True)
     rec = Recorder(broker.host, broker.port, [topic], "recovery_coach", "svc").start()
     try:
         rec.wait_for(lambda r: bool(r.on(topic)), 5, "the retained profile")
