@@ -21,7 +21,7 @@ from custom_components.recovery_coach.activity_sources import (
     strava_activities,
     workout_event,
 )
-from custom_components.recovery_coach.people import SUBENTRY_PERSON
+from custom_components.recovery_coach.people import SUBENTRY_PERSON, WEEKDAYS
 from homeassistant.config_entries import ConfigSubentry
 from homeassistant.core import HomeAssistant, State
 from homeassistant.helpers import entity_registry as er
@@ -73,42 +73,54 @@ async def _settle(hass: HomeAssistant) -> None:
     await hass.async_block_till_done()
 
 
+async def add_person(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    user_id: str,
+    source: str,
+    added_ago: timedelta,
+    **data: Any,
+) -> MockConfigEntry:
+    """A person subentry following `source` since `added_ago`, as the person form saves it."""
+    name = user_id.capitalize()
+    hass.states.async_set(f"person.{user_id}", "home", {"friendly_name": name})
+    added = dt_util.utcnow() - added_ago
+    hass.config_entries.async_add_subentry(
+        entry,
+        ConfigSubentry(
+            data=MappingProxyType(
+                {
+                    "person": f"person.{user_id}",
+                    "user_id": user_id,
+                    **data,
+                    "activity_sources": [source],
+                    "activity_sources_since": {source: added.isoformat()},
+                }
+            ),
+            subentry_type=SUBENTRY_PERSON,
+            title=name,
+            unique_id=user_id,
+        ),
+    )
+    await _settle(hass)
+    return entry
+
+
 @pytest.fixture
 async def robin(
     hass: HomeAssistant, mqtt_mock: MqttMockHAClient, loaded_entry: MockConfigEntry
 ) -> MockConfigEntry:
     """Robin, set up an hour ago with their Garmin's last activity as a source."""
-    added = dt_util.utcnow() - timedelta(hours=1)
-    hass.states.async_set("person.robin", "home", {"friendly_name": "Robin"})
-    hass.config_entries.async_add_subentry(
+    return await add_person(
+        hass,
         loaded_entry,
-        ConfigSubentry(
-            data=MappingProxyType(
-                {
-                    "person": "person.robin",
-                    "user_id": "robin",
-                    "goal": "general",
-                    "weekly_plan": {
-                        "mon": "legs",
-                        "tue": "legs",
-                        "wed": "legs",
-                        "thu": "legs",
-                        "fri": "legs",
-                        "sat": "legs",
-                        "sun": "legs",
-                    },
-                    "max_heart_rate": 190,
-                    "activity_sources": [ENTITY],
-                    "activity_sources_since": {ENTITY: added.isoformat()},
-                }
-            ),
-            subentry_type=SUBENTRY_PERSON,
-            title="Robin",
-            unique_id="robin",
-        ),
+        "robin",
+        ENTITY,
+        timedelta(hours=1),
+        goal="general",
+        weekly_plan=dict.fromkeys(WEEKDAYS, "legs"),
+        max_heart_rate=190,
     )
-    await _settle(hass)
-    return loaded_entry
 
 
 async def test_a_new_garmin_activity_is_one_workout_event(
@@ -252,27 +264,9 @@ async def kim(
     er.async_get(hass).async_get_or_create(
         "sensor", "ha_strava", "strava_0_0", suggested_object_id="strava_0_0"
     )
-    hass.states.async_set("person.kim", "home", {"friendly_name": "Kim"})
-    added = dt_util.utcnow() - timedelta(hours=1)
-    hass.config_entries.async_add_subentry(
-        loaded_entry,
-        ConfigSubentry(
-            data=MappingProxyType(
-                {
-                    "person": "person.kim",
-                    "user_id": "kim",
-                    "max_heart_rate": 200,
-                    "activity_sources": [STRAVA_ENTITY],
-                    "activity_sources_since": {STRAVA_ENTITY: added.isoformat()},
-                }
-            ),
-            subentry_type=SUBENTRY_PERSON,
-            title="Kim",
-            unique_id="kim",
-        ),
+    return await add_person(
+        hass, loaded_entry, "kim", STRAVA_ENTITY, timedelta(hours=1), max_heart_rate=200
     )
-    await _settle(hass)
-    return loaded_entry
 
 
 def _kim_workouts(mqtt_mock: MqttMockHAClient) -> list[dict[str, Any]]:
@@ -365,29 +359,14 @@ async def lee(
     hass: HomeAssistant, mqtt_mock: MqttMockHAClient, loaded_entry: MockConfigEntry
 ) -> MockConfigEntry:
     await hass.config.async_set_time_zone("Europe/Berlin")
-    hass.states.async_set("person.lee", "home", {"friendly_name": "Lee"})
-    added = dt_util.utcnow() - timedelta(hours=2)
-    hass.config_entries.async_add_subentry(
+    return await add_person(
+        hass,
         loaded_entry,
-        ConfigSubentry(
-            data=MappingProxyType(
-                {
-                    "person": "person.lee",
-                    "user_id": "lee",
-                    "weekly_plan": {
-                        d: "upper" for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-                    },
-                    "activity_sources": [POLAR_ENTITY],
-                    "activity_sources_since": {POLAR_ENTITY: added.isoformat()},
-                }
-            ),
-            subentry_type=SUBENTRY_PERSON,
-            title="Lee",
-            unique_id="lee",
-        ),
+        "lee",
+        POLAR_ENTITY,
+        timedelta(hours=2),
+        weekly_plan=dict.fromkeys(WEEKDAYS, "upper"),
     )
-    await _settle(hass)
-    return loaded_entry
 
 
 async def test_a_polar_exercise_is_one_workout_event(
