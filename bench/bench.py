@@ -923,6 +923,33 @@ def run_store(kind: str, sizes: Sizes, sections: set[str], keep: bool) -> dict[s
     return result
 
 
+def run_instances(counts: list[int], n: int, keep: bool) -> int:
+    """`--instances`: the sharded service as 1, 2, 3... instances, one after the other."""
+    from bench.instances import bench_instances, instances_table
+
+    ensure_postgres()
+    workdir = Path(tempfile.mkdtemp(prefix="rc-bench-instances-"))
+    store = Store("postgres", workdir)
+    broker = MosquittoBroker(
+        directory=workdir / "broker", persistence=False, extra_config="set_tcp_nodelay true"
+    )
+    broker.start()
+    try:
+        rows = bench_instances(broker.port, store, workdir, counts, n)
+    finally:
+        broker.close()
+        store.close()
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    out = ROOT / "bench" / "results" / "latest-instances.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n")
+    m = machine()
+    print(f"\n{m['date']}: {m['nproc']} cores, {m['cpu']}, Python {m['python']}\n")
+    print(instances_table(rows))
+    return 0
+
+
 def _get(d: dict[str, Any], *path: str) -> Any:
     for p in path:
         if not isinstance(d, dict) or p not in d:
@@ -1143,8 +1170,15 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="record every service process with py-spy into DIR (speedscope JSON)",
     )
+    ap.add_argument(
+        "--instances",
+        metavar="N,N,...",
+        help="only the sharded service: 16 shards on PostgreSQL run as N instances (1,2,3)",
+    )
     args = ap.parse_args(argv)
     sizes = QUICK if args.quick else FULL
+    if args.instances:
+        return run_instances([int(x) for x in args.instances.split(",")], sizes.burst, args.keep)
     if args.py_spy is not None:
         args.py_spy.mkdir(parents=True, exist_ok=True)
         Service.profile_dir = args.py_spy.resolve()

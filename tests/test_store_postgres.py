@@ -7,10 +7,7 @@ machines); where it is not installed at all the tests say so and skip.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from mosquitto import BrokerFactory
+from postgres import admin_engine, new_database
 from recovery_coach.store import (
     EVENT_IDS_KEPT_S,
     NUDGES_KEPT_S,
@@ -29,50 +27,12 @@ from recovery_coach.store import (
 )
 from service_process import Recorder, ServiceProcess, publish, user_config, workout
 from sqlalchemy import create_engine, insert, select, text
-from sqlalchemy.engine import Engine
-
-ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-
-
-def _reachable() -> Engine | None:
-    for user in ("postgres", "root"):
-        engine = create_engine(
-            ADMIN_URL.replace("postgres@", f"{user}@"), isolation_level="AUTOCOMMIT"
-        )
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("select 1"))
-            return engine
-        except Exception:
-            engine.dispose()
-    return None
 
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    admin = _reachable()
-    if admin is None and shutil.which("pg_ctlcluster") and Path("/etc/postgresql").exists():
-        version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-            check=False,
-            capture_output=True,
-        )
-        for _ in range(50):
-            admin = _reachable()
-            if admin is not None:
-                break
-            time.sleep(0.2)
-    if admin is None:
-        pytest.skip("PostgreSQL is not installed on this machine (the SQLite store is tested)")
-    name = f"rc_test_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'create database "{name}"'))
-    url = str(admin.url.set(database=name).render_as_string(hide_password=False))
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'drop database if exists "{name}" with (force)'))
-    admin.dispose()
+    with new_database() as url:
+        yield url
 
 
 def test_service_on_postgresql_fires_a_scheduled_nudge_once_across_kill_9(
@@ -128,15 +88,8 @@ def test_service_on_postgresql_fires_a_scheduled_nudge_once_across_kill_9(
 @pytest.fixture
 def own_pg_url(pg_url: str) -> Iterator[str]:
     """A database of the test's own: a service finds no other test's pending nudges."""
-    admin = _reachable()
-    assert admin is not None
-    name = f"rc_test_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'create database "{name}"'))
-    yield str(admin.url.set(database=name).render_as_string(hide_password=False))
-    with admin.connect() as conn:
-        conn.execute(text(f'drop database if exists "{name}" with (force)'))
-    admin.dispose()
+    with new_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -261,8 +214,7 @@ def test_a_terminated_store_connection_mid_traffic_loses_and_doubles_nothing(
     svc = ServiceProcess(
         tmp_path, port=broker.port, base=base, users=users, extra={"store": own_pg_url}
     )
-    admin = _reachable()
-    assert admin is not None
+    admin = admin_engine()
     database = own_pg_url.rsplit("/", 1)[1]
     try:
         svc.start().wait_connected()

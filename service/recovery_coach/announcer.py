@@ -58,13 +58,17 @@ class Announcer:
 
     def fingerprint(self) -> str:
         """What a full announcement says: version, topics, and every user's name."""
-        h = hashlib.sha256(f"{__version__}|{self.topics.base}|{self.with_discovery}".encode())
+        h = hashlib.sha256(f"{__version__}|{self.topics.status}|{self.with_discovery}".encode())
         for user, profile in sorted(self.profiles.items()):
             h.update(f"|{user}={profile.name}".encode())
         return h.hexdigest()
 
     def announced_as_now(self) -> bool:
-        return self.repo.queries.get_meta("announced") == self.fingerprint()
+        return self.repo.queries.get_meta(self._meta_key) == self.fingerprint()
+
+    @property
+    def _meta_key(self) -> str:
+        return self.topics.shard.meta_key("announced")
 
     def later(self) -> None:
         """Home Assistant came online. It restarts its MQTT integration in a burst; a short
@@ -116,7 +120,11 @@ class Announcer:
         for user in chunk:
             if self.with_discovery:
                 for topic, payload in discovery.discovery_messages(
-                    self.topics.base, user, self.profiles[user].name, __version__
+                    self.topics.base,
+                    user,
+                    self.profiles[user].name,
+                    __version__,
+                    availability=self.topics.status,
                 ):
                     self.transport.publish(topic, payload, qos=1, retain=True)
             self.state(user, now)
@@ -126,6 +134,6 @@ class Announcer:
                 self.enqueue(AnnounceMore())
             return
         if self._fingerprint:
-            self.repo.uow.meta("announced", self._fingerprint)  # with the next commit
+            self.repo.uow.meta(self._meta_key, self._fingerprint)  # with the next commit
             self._fingerprint = ""
         self.finished()

@@ -52,12 +52,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _instance_name(text: str) -> str:
+    from .shards import INSTANCE_NAME
+
+    if not INSTANCE_NAME.fullmatch(text) or text == "shards":
+        raise argparse.ArgumentTypeError("letters, digits, _ . - (1 to 64), and not 'shards'")
+    return text
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .runtime import run
 
     cfg = _load(args.config)
     if cfg is None:
         return 2
+    if args.instance is not None:
+        cfg = cfg.model_copy(update={"instance": args.instance})
     return run(cfg, args.config)
 
 
@@ -113,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the service (embedded broker when none is configured)")
     with_config(p)
+    p.add_argument(
+        "--instance",
+        type=_instance_name,
+        help="this instance's name when sharded (default: the config's, else host-pid)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check-config", help="validate a config; exit 0, or 2 with every problem")

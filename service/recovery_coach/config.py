@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -226,6 +227,28 @@ class Config(Strict):
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     mqtt_profiles: bool = True  # people set up over <base>/<user>/profile (people.py)
     max_users: Annotated[int, between(0, 1_000_000)] = 10_000  # profiles accepted over MQTT
+    # Users divided among instances (shards.py, README "Scaling out"): 1 is one process.
+    shards: Annotated[int, between(1, 1024)] = 1
+    # This instance's name among the others (sharded); default host and process id.
+    instance: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
+
+    @field_validator("shards")
+    @classmethod
+    def _shared_store(cls, v: int, info: ValidationInfo) -> int:
+        store = str(info.data.get("store", ""))
+        if v > 1 and not store.startswith("postgresql"):
+            raise ValueError(
+                "more than one shard needs a PostgreSQL store that every instance shares "
+                "(store: postgresql+psycopg://...)"
+            )
+        return v
+
+    @field_validator("instance")
+    @classmethod
+    def _not_a_shard(cls, v: str | None) -> str | None:
+        if v == "shards":  # <base>/status/shards/<k> are the shards' own topics
+            raise ValueError("must not be 'shards'")
+        return v
 
     @field_validator("base_topic")
     @classmethod

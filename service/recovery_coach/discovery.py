@@ -203,9 +203,14 @@ def _components(base_topic: str, user_id: str) -> dict[str, dict[str, Any]]:
 
 
 def discovery_config(
-    base_topic: str, user_id: str, display_name: str, sw_version: str
+    base_topic: str,
+    user_id: str,
+    display_name: str,
+    sw_version: str,
+    availability: str | None = None,
 ) -> dict[str, Any]:
-    """Return the device-based discovery document for one user."""
+    """Return the device-based discovery document for one user. `availability`: the status
+    topic the user's entities follow (`<base>/status`, or sharded their shard's)."""
     return {
         "dev": {
             "ids": [device_id(user_id)],
@@ -219,7 +224,7 @@ def discovery_config(
         # Shared by every component: all go unavailable when the service is offline.
         "availability": [
             {
-                "topic": f"{base_topic}/status",
+                "topic": availability or f"{base_topic}/status",
                 "payload_available": "online",
                 "payload_not_available": "offline",
             }
@@ -233,10 +238,14 @@ def _config_topic(user_id: str) -> str:
 
 
 def discovery_messages(
-    base_topic: str, user_id: str, display_name: str, sw_version: str
+    base_topic: str,
+    user_id: str,
+    display_name: str,
+    sw_version: str,
+    availability: str | None = None,
 ) -> list[tuple[str, str]]:
     """Return (topic, payload) pairs to publish retained at QoS 1 for one user."""
-    payload = discovery_config(base_topic, user_id, display_name, sw_version)
+    payload = discovery_config(base_topic, user_id, display_name, sw_version, availability)
     return [(_config_topic(user_id), json.dumps(payload, separators=(",", ":")))]
 
 

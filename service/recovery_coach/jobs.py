@@ -13,6 +13,7 @@ import logging
 import pickle
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -23,7 +24,17 @@ from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
-from sqlalchemy import Column, Engine, Float, LargeBinary, MetaData, String, Table, bindparam
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Float,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+)
 
 from .backoff import FIRST_S, Backoff
 from .models import Nudge
@@ -33,10 +44,10 @@ log = logging.getLogger(__name__)
 JOBS_TABLE = "apscheduler_jobs"
 
 
-def job_table(metadata: MetaData) -> Table:
-    """APScheduler's table, exactly as SQLAlchemyJobStore declares it."""
+def job_table(metadata: MetaData, name: str = JOBS_TABLE) -> Table:
+    """APScheduler's table, exactly as SQLAlchemyJobStore declares it (one per shard)."""
     return Table(
-        JOBS_TABLE,
+        name,
         metadata,
         Column("id", String(191), primary_key=True),
         Column("next_run_time", Float(25), index=True),
@@ -137,8 +148,12 @@ class BatchedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
     the job fires again after the restart and the outbox (already published) drops it.
     """
 
-    def __init__(self, engine: Engine, tablename: str) -> None:
+    def __init__(
+        self, engine: Engine, tablename: str, fence: Callable[[Connection], None] | None = None
+    ) -> None:
         super().__init__(engine=engine, tablename=tablename)
+        # Sharded: the removals check, in their transaction, that the shard is still ours.
+        self.fence = fence
         self._gone: dict[str, float] = {}
         self._gone_lock = threading.Lock()
         self.error: str | None = None  # the store's last failure, while it lasts
@@ -159,6 +174,8 @@ class BatchedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
         )
         try:
             with self.engine.begin() as conn:
+                if self.fence is not None:
+                    self.fence(conn)
                 conn.execute(stmt, [{"jid": i, "at": at} for i, at in gone.items()])
         except Exception:
             with self._gone_lock:
@@ -272,8 +289,17 @@ def job_args(state: bytes) -> list[Any]:
 class Scheduler:
     """The APScheduler BackgroundScheduler over the shared engine's job table."""
 
-    def __init__(self, engine: Engine, workers: int = 4) -> None:
-        self.store = BatchedJobStore(engine, JOBS_TABLE)
+    def __init__(
+        self,
+        engine: Engine,
+        workers: int = 4,
+        *,
+        table: str = JOBS_TABLE,
+        fence: Callable[[Connection], None] | None = None,
+        on_missed: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = BatchedJobStore(engine, table, fence)
+        self._on_missed = on_missed
         self.aps = BackgroundScheduler(
             jobstores={"default": self.store},
             jobstore_retry_interval=2 * FIRST_S,  # after get_due_jobs fails (default 10 s)
@@ -285,7 +311,9 @@ class Scheduler:
         self._wake_by: float | None = None  # APScheduler wakes by then on its own
 
     def _missed(self, event: JobExecutionEvent) -> None:
-        if _target is not None:
+        if self._on_missed is not None:
+            self._on_missed(event.job_id)
+        elif _target is not None:
             _target.on_missed(event.job_id)
 
     def _row(

@@ -112,8 +112,12 @@ class MqttLink:
         on_message: Callable[[Inbound], None],
         on_connected: Callable[[bool], None],
         on_published: Callable[[int], None],
+        may_connect: Callable[[], bool] = lambda: True,
     ) -> None:
         self.cfg = cfg
+        # Sharded: asked before every connection attempt, so that an instance whose shard
+        # was taken over never takes the shard's session back from its new owner.
+        self.may_connect = may_connect
         self.status_topic = status_topic
         self.subscriptions = subscriptions
         self._on_message = on_message
@@ -215,6 +219,19 @@ class MqttLink:
 
     # -- used by the service (any thread)
 
+    def subscribe_more(self, topics: list[str]) -> None:
+        """Add subscriptions (a shard's new person): now, and after every reconnect."""
+        new = [t for t in topics if t not in self.subscriptions]
+        if not new:
+            return
+        self.subscriptions = [*self.subscriptions, *new]
+        if self.connected.is_set():
+            if self.v5:
+                opts = SubscribeOptions(qos=1, noLocal=True)
+                self.client.subscribe([(t, opts) for t in new])
+            else:
+                self.client.subscribe([(t, 1) for t in new])
+
     def is_connected(self) -> bool:
         return self.connected.is_set()
 
@@ -260,6 +277,9 @@ class MqttLink:
         wait = self._next_attempt - time.monotonic()
         if wait > 0:
             time.sleep(min(wait, timeout))
+            return
+        if not self.may_connect():
+            self._next_attempt = time.monotonic() + self._backoff.next()
             return
         try:
             self.client.reconnect()
@@ -308,10 +328,11 @@ class MqttLink:
         log.warning("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
         return None
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Publish `offline` (waiting for its PUBACK), then disconnect. Call after the worker."""
+    def stop(self, timeout: float = 2.0, *, offline: bool = True) -> None:
+        """Publish `offline` (waiting for its PUBACK), then disconnect. Call after the worker.
+        `offline=False`: the shard was taken over, and its new owner's status stands."""
         self._stopping = True
-        if self.connected.is_set():
+        if self.connected.is_set() and offline:
             info = self.client.publish(self.status_topic, "offline", qos=1, retain=True)
             deadline = time.monotonic() + timeout
             while not info.is_published() and time.monotonic() < deadline:

@@ -19,6 +19,7 @@ from .health import Health
 from .inbound import Refused
 from .models import Profile
 from .mqtt_link import Inbound
+from .shards import FencedError
 from .store import SqlRepository
 from .topics import Topics
 from .transport import Transport
@@ -62,6 +63,13 @@ class Retrying:
                     log.warning("the store works again: the held batch is committed")
                     b.diagnostics = True
                 return [b]
+            except FencedError as exc:
+                # Another instance owns the shard now: nothing is written, nothing acknowledged,
+                # and this shard's worker stops (its messages go to the new owner).
+                self.repo.uow.rollback()
+                log.warning("%s: this shard's worker stops", exc)
+                self.stopping.set()
+                return []
             except Exception as exc:
                 self.repo.uow.rollback()
                 self.repo.forget_cache()

@@ -8,6 +8,9 @@ here, and nowhere else:
 
 Threads: the worker (network I/O and every write), APScheduler's scheduler and executor
 (job functions only enqueue), and a timer for housekeeping (only enqueues).
+
+Sharded (cluster.py), an instance runs one `Service` per shard it owns, each on the shard's
+users with the shard's client id, job table and fence (`ShardRun`).
 """
 
 from __future__ import annotations
@@ -19,9 +22,13 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import Engine
 
 from . import __version__, jobs
 from .announcer import Announcer
@@ -31,10 +38,13 @@ from .embedded_broker import EmbeddedBroker, PortTakenError, port_free, speaks_m
 from .health import Health
 from .log_format import setup_logging
 from .message_handler import MessageHandler
-from .mqtt_link import MqttLink
+from .models import Profile
+from .mqtt_link import Inbound, MqttLink
 from .outbox import InFlight, Outbox
 from .people import People
+from .shards import WHOLE, Fence, Shard, default_instance
 from .store import Members, SqlRepository, make_engine
+from .store.schema import jobs_table
 from .store_check import shown, store_problem
 from .topics import Topics
 from .work import Connected, DayStart, Fire, Housekeeping, Missed, PubAck, Work
@@ -47,32 +57,64 @@ HOUSEKEEPING_EVERY = 30.0  # seconds: prune, and diagnostics at least this often
 DIAGNOSTICS_EVERY = 2.0  # seconds: diagnostics after events at most this often
 
 
-class Service:
-    """The live service: MQTT in and out, durable scheduling, one writer thread."""
+@dataclass(frozen=True)
+class ShardRun:
+    """What an instance gives the `Service` of one shard it owns (cluster.py)."""
 
-    def __init__(self, cfg: Config, broker: BrokerConfig) -> None:
+    shard: Shard
+    fence: Fence
+    engine: Engine  # the instance's, shared by its shards
+    profiles: dict[str, Profile]  # the shard's users from the YAML
+    may_connect: Callable[[], bool]  # whether the shard is still ours (before each connect)
+    instance: str
+
+
+def client_id(cfg: Config, broker: BrokerConfig) -> str:
+    return broker.client_id or f"recovery-coach-{cfg.base_topic.replace('/', '-')}"
+
+
+class Service:
+    """The live service: MQTT in and out, durable scheduling, one writer thread. Unsharded
+    it serves every user; given a `ShardRun`, the shard's."""
+
+    def __init__(self, cfg: Config, broker: BrokerConfig, run: ShardRun | None = None) -> None:
         self.cfg = cfg
-        self.topics = Topics(cfg.base_topic)
-        self.profiles = cfg.profiles()
-        self.engine = make_engine(cfg.store)
-        self.repo = SqlRepository(self.engine, self.profiles)
-        self.members = Members(self.engine)
+        self.run = run
+        shard = run.shard if run else WHOLE
+        self.topics = Topics(cfg.base_topic, shard)
+        self.profiles = dict(run.profiles) if run else cfg.profiles()
+        self.engine = run.engine if run else make_engine(cfg.store)
+        if run:
+            jobs_table(shard.jobs_table).create(self.engine, checkfirst=True)
+        self.repo = SqlRepository(
+            self.engine, self.profiles, shard, run.fence.on_cursor if run else None
+        )
+        self.members = Members(self.engine, shard)
         # People set up over MQTT join the YAML's users (their profiles are in the store).
         self.people = People(cfg, self.profiles)
         self._forget_profiles(self.people.load(self.repo.queries.profiles()))
         self.handler = MessageHandler(cfg.base_topic, self.profiles, self.repo)
-        self.scheduler = jobs.Scheduler(self.engine)
         self.queue: queue.SimpleQueue[Work] = queue.SimpleQueue()
+        self.scheduler = jobs.Scheduler(
+            self.engine,
+            1 if run else 4,  # job functions only enqueue: one thread per shard serves
+            table=shard.jobs_table,
+            fence=run.fence.on_connection if run else None,
+            on_missed=(lambda job_id: self.queue.put(Missed(job_id))) if run else None,
+        )
         self.health = Health()
         self.stopping = threading.Event()
         self.link = MqttLink(
             broker,
-            broker.client_id or f"recovery-coach-{cfg.base_topic.replace('/', '-')}",
+            shard.client_id(client_id(cfg, broker)),
             self.topics.status,
-            self.topics.subscriptions(profiles=cfg.mqtt_profiles),
-            on_message=self.queue.put,
+            self.topics.shard_subscriptions(self.profiles, profiles=cfg.mqtt_profiles)
+            if run
+            else self.topics.subscriptions(profiles=cfg.mqtt_profiles),
+            on_message=self._inbound if run else self.queue.put,
             on_connected=lambda present: self.queue.put(Connected(present)),
             on_published=lambda mid: self.queue.put(PubAck(mid)),
+            may_connect=run.may_connect if run else lambda: True,
         )
         self.outbox = Outbox(
             self.link, self.topics, self.repo, self.handler, self.profiles, self.health
@@ -110,6 +152,17 @@ class Service:
     def inflight(self) -> InFlight:
         return self.outbox.inflight
 
+    def _inbound(self, msg: Inbound) -> None:
+        """Sharded: every shard hears every profile; another shard's person is not ours.
+        A new person of ours is subscribed to at once (retained profiles come first)."""
+        person = self.topics.profile_user(msg.topic)
+        if person is not None and not self.topics.shard.owns(person):
+            self.link.ack(msg.mid, msg.qos)
+            return
+        if person is not None and person not in self.profiles:
+            self.link.subscribe_more(self.topics.user_subscriptions([person]))
+        self.queue.put(msg)
+
     # ------------------------------------------------------------ job targets (any thread)
 
     def on_nudge_due(self, user: str, nudge_id: str) -> None:
@@ -125,7 +178,8 @@ class Service:
 
     def start(self) -> None:
         self._reconcile_users()
-        jobs.bind(self)
+        if self.run is None:  # sharded, the instance routes the jobs of all its shards
+            jobs.bind(self)
         self.scheduler.start()
         self._thread.start()
         # Each day start schedules the next; only users without one (new, or whose chain a
@@ -147,18 +201,20 @@ class Service:
         timer.start()
         self._timers = [t for t in self._timers if t.is_alive()] + [timer]
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, *, offline: bool = True) -> None:
         """Finish the batch in hand and drain PUBACKs, publish `offline`, disconnect.
-        Unacknowledged messages come back at the next start."""
+        Unacknowledged messages come back at the next start. `offline=False`: the shard was
+        taken over, so its status is its new owner's to say."""
         self.stopping.set()
         for t in self._timers:
             t.cancel()
         self._thread.join(timeout)
-        self.link.stop()
+        self.link.stop(offline=offline)
         self.scheduler.shutdown()
-        jobs.bind(None)
-        self.engine.dispose()
-        log.info("stopped")
+        if self.run is None:
+            jobs.bind(None)
+            self.engine.dispose()
+        log.info("stopped" if self.run is None else f"shard {self.run.shard.index} stopped")
 
     def running(self) -> bool:
         return self._thread.is_alive()
@@ -205,6 +261,7 @@ class Service:
             "broker_disconnects": self.link.disconnects,
             "scheduler_error": self.scheduler.store.error,
             "updated_at": datetime.now(UTC).isoformat(),
+            **({"shard": self.run.shard.index, "instance": self.run.instance} if self.run else {}),
         }
 
     def publish_diagnostics(self, force: bool = False) -> None:
@@ -291,6 +348,24 @@ def run(cfg: Config, config_path: Path | None = None) -> int:
         if embedded is not None:
             embedded.stop()
         return 0 if stop.is_set() else 2
+    if cfg.shards > 1:
+        from .cluster import Instance  # sharded: this process is one instance of several
+
+        name = cfg.instance or default_instance()
+        log.info(
+            "recovery coach %s: instance %s of a service of %d shard(s), %d user(s), "
+            "base topic %s, broker %s:%s, config %s",
+            __version__,
+            name,
+            cfg.shards,
+            len(cfg.users),
+            cfg.base_topic,
+            broker.host,
+            broker.port,
+            config_path,
+        )
+        Instance(cfg, broker, name).run(stop)
+        return 0
     service = Service(cfg, broker)
     log.info(
         "recovery coach %s: %d user(s), base topic %s, broker %s:%s, config %s",

@@ -19,11 +19,13 @@ def _client(b: BrokerConfig) -> mqtt.Client:
 
 
 def print_status(cfg: Config, timeout: float) -> int:
-    """Print the service's retained status and diagnostics; exit 0 when it is online."""
+    """Print the service's retained status and diagnostics; exit 0 when it is online.
+    Sharded, each instance with the shards it owns, and each shard's problems."""
     b = cfg.broker_to_use()
     got: dict[str, bytes] = {}
     done = threading.Event()
     status_t, diag_t = f"{cfg.base_topic}/status", f"{cfg.base_topic}/diagnostics"
+    sharded = cfg.shards > 1
     client = _client(b)
 
     def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
@@ -37,13 +39,18 @@ def print_status(cfg: Config, timeout: float) -> int:
     except OSError as exc:
         print(f"cannot reach the broker at {b.host}:{b.port}: {exc}")
         return 1
-    client.subscribe([(status_t, 1), (diag_t, 1)])
+    topics = [status_t, diag_t]
+    if sharded:  # every retained status and diagnostics: no one topic says it is all in
+        topics += [f"{status_t}/+", f"{diag_t}/+", f"{diag_t}/shards/+"]
+    client.subscribe([(t, 1) for t in topics])
     client.loop_start()
-    done.wait(timeout)
+    done.wait(min(timeout, 1.0) if sharded else timeout)
     client.loop_stop()
     client.disconnect()
     status = got.get(status_t, b"").decode() or "unknown (no retained status)"
     print(f"service: {status}")
+    if sharded:
+        return _print_instances(cfg, got, status)
     diagnostics = json.loads(got[diag_t]) if diag_t in got else {}
     for key, value in diagnostics.items():
         print(f"  {key}: {value}")
@@ -52,6 +59,31 @@ def print_status(cfg: Config, timeout: float) -> int:
             print(f"unhealthy: {diagnostics[problem]}")
             return 1
     return 0 if status == "online" else 1
+
+
+def _print_instances(cfg: Config, got: dict[str, bytes], status: str) -> int:
+    base = cfg.base_topic
+    served: set[int] = set()
+    for topic, payload in sorted(got.items()):
+        name = topic.removeprefix(f"{base}/diagnostics/")
+        if "/" in name or topic == f"{base}/diagnostics" or not payload:
+            continue
+        shards = json.loads(payload).get("shards", [])
+        state = got.get(f"{base}/status/{name}", b"").decode() or "unknown"
+        served |= set(shards) if state == "online" else set()
+        print(f"  instance {name}: {state}, shard(s) {', '.join(map(str, shards)) or 'none'}")
+    unhealthy = 0
+    for k in range(cfg.shards):
+        raw = got.get(f"{base}/diagnostics/shards/{k}")
+        d = json.loads(raw) if raw else {}
+        for problem in ("scheduler_error", "store_error"):
+            if d.get(problem):
+                unhealthy += 1
+                print(f"unhealthy: shard {k}: {d[problem]}")
+    missing = sorted(set(range(cfg.shards)) - served)
+    if missing:
+        print(f"not served: shard(s) {', '.join(map(str, missing))}")
+    return 0 if status == "online" and not missing and not unhealthy else 1
 
 
 def publish_example(cfg: Config, user: str | None) -> int:

@@ -1,14 +1,18 @@
 """Every topic the service reads or writes, built and parsed here and nowhere else.
 
 CONTRACT.md's tree, under a configurable base: `<base>/<user>/<message>` in, and
-`<base>/<user>/{nudge,state,error}`, `<base>/status`, `<base>/diagnostics` out.
+`<base>/<user>/{nudge,state,error}`, `<base>/status`, `<base>/diagnostics` out. Sharded
+(shards.py), each shard has its own status and diagnostics and each instance its own status,
+under `<base>/status/...` and `<base>/diagnostics/...`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .discovery import HA_STATUS_TOPIC
+from .shards import WHOLE, Shard
 
 # What a user's devices publish: events, then commands on a nudge (`+` is its id or `last`).
 EVENT_TOPICS = (
@@ -40,14 +44,32 @@ def split_topic(base: str, topic: str) -> tuple[str, str] | None:
 @dataclass(frozen=True)
 class Topics:
     base: str
+    shard: Shard = WHOLE
 
     @property
-    def status(self) -> str:
+    def service_status(self) -> str:
+        """`online` while any instance serves."""
         return f"{self.base}/status"
 
     @property
+    def status(self) -> str:
+        """Whether this shard's users are served (the whole service's status unsharded)."""
+        if self.shard.sharded:
+            return f"{self.base}/status/shards/{self.shard.index}"
+        return self.service_status
+
+    @property
     def diagnostics(self) -> str:
+        if self.shard.sharded:
+            return f"{self.base}/diagnostics/shards/{self.shard.index}"
         return f"{self.base}/diagnostics"
+
+    def instance_status(self, instance: str) -> str:
+        return f"{self.base}/status/{instance}"
+
+    def instance_diagnostics(self, instance: str) -> str:
+        """Which shards the instance owns (retained; emptied when it stops cleanly)."""
+        return f"{self.base}/diagnostics/{instance}"
 
     def nudge(self, user: str) -> str:
         return f"{self.base}/{user}/nudge"
@@ -88,6 +110,22 @@ class Topics:
         mine = [
             f"{self.base}/+/{t}" for t in (*EVENT_TOPICS, *COMMAND_TOPICS, HEALTH_AUTO_EXPORT_TOPIC)
         ]
+        return self._with_profiles_and_ha(mine, profiles)
+
+    def user_subscriptions(self, users: Iterable[str]) -> list[str]:
+        """A shard's subscriptions for these users' inbound topics (profiles aside)."""
+        return [
+            f"{self.base}/{u}/{t}"
+            for u in sorted(users)
+            for t in (*EVENT_TOPICS, *COMMAND_TOPICS, HEALTH_AUTO_EXPORT_TOPIC)
+        ]
+
+    def shard_subscriptions(self, users: Iterable[str], *, profiles: bool = True) -> list[str]:
+        """A shard's: its users' topics, everyone's profiles (the shard keeps its own), and
+        Home Assistant's birth message."""
+        return self._with_profiles_and_ha(self.user_subscriptions(users), profiles)
+
+    def _with_profiles_and_ha(self, mine: list[str], profiles: bool) -> list[str]:
         if profiles:
             mine.append(f"{self.base}/+/{PROFILE_TOPIC}")
         return [*mine, HA_STATUS_TOPIC]

@@ -11,11 +11,12 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 
 from ..jobs import DAY_PREFIX, day_job_user, day_jobs_of
 from ..models import Nudge
+from ..shards import WHOLE, Shard
 from .schema import (
     CANCELLED,
     PENDING,
     OutboxRow,
-    jobs,
+    jobs_table,
     meta,
     nudges,
     outbox_row,
@@ -27,11 +28,14 @@ from .sql import RawSql
 
 class Queries:
     """Reads: the outbox by id (on the worker's own connection, in its batch), and what
-    start-up, recovery and diagnostics ask (pooled connections)."""
+    start-up, recovery and diagnostics ask (pooled connections). Sharded, only what
+    concerns the shard's own users and its job table is read."""
 
-    def __init__(self, engine: Engine, sql: RawSql) -> None:
+    def __init__(self, engine: Engine, sql: RawSql, shard: Shard = WHOLE) -> None:
         self.engine = engine
         self.sql = sql
+        self.shard = shard
+        self.jobs = jobs_table(shard.jobs_table)
 
     def outbox(self, nudge_id: str) -> OutboxRow | None:
         return self.outbox_many([nudge_id]).get(nudge_id)
@@ -54,17 +58,18 @@ class Queries:
         """Pending nudges with no APScheduler job: published-late candidates after a restart
         (only those due by `due_by`, when given: 200,000 pending nudges took a second)."""
         query = select(nudges).where(
-            nudges.c.status == PENDING, nudges.c.nudge_id.not_in(select(jobs.c.id))
+            nudges.c.status == PENDING, nudges.c.nudge_id.not_in(select(self.jobs.c.id))
         )
         if due_by is not None:
             query = query.where(nudges.c.due_at <= due_by)
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(nudges.c.due_at)).all()
-        return [outbox_row(r) for r in rows]
+        return [outbox_row(r) for r in rows if self.shard.owns(r.user_id)]
 
     def users_with_day_job(self) -> set[str]:
         """Users whose next day start is already scheduled (their chain of days is intact)."""
         with self.engine.connect() as conn:
+            jobs = self.jobs
             ids = conn.execute(select(jobs.c.id).where(jobs.c.id.like(f"{DAY_PREFIX}%")))
             return {u for u in map(day_job_user, ids.scalars()) if u is not None}
 
@@ -74,36 +79,40 @@ class Queries:
         return None if value is None else str(value)
 
     def profiles(self) -> dict[str, str]:
-        """Every profile received over MQTT, as stored."""
+        """Every profile received over MQTT (of the shard's users), as stored."""
         with self.engine.connect() as conn:
-            return {
-                r[0]: r[1] for r in conn.execute(select(profiles.c.user_id, profiles.c.profile))
-            }
+            rows = conn.execute(select(profiles.c.user_id, profiles.c.profile))
+            return {r[0]: r[1] for r in rows if self.shard.owns(r[0])}
 
     def counts(self) -> dict[str, int]:
+        """Pending nudges (of the whole store), and the jobs of this shard."""
         with self.engine.connect() as conn:
             pending = conn.execute(
                 select(func.count()).select_from(nudges).where(nudges.c.status == PENDING)
             ).scalar()
-            job_count = conn.execute(select(func.count()).select_from(jobs)).scalar()
+            job_count = conn.execute(select(func.count()).select_from(self.jobs)).scalar()
         return {"nudges_pending": int(pending or 0), "jobs": int(job_count or 0)}
 
 
 class Members:
-    """Who the users are: recorded at start, and the pending work of those who left."""
+    """Who the users are: recorded at start, and the pending work of those who left.
+    Sharded, only the shard's own users are seen."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, shard: Shard = WHOLE) -> None:
         self.engine = engine
+        self.shard = shard
+        self.jobs = jobs_table(shard.jobs_table)
 
     def known(self) -> set[str]:
         with self.engine.connect() as conn:
-            return {r[0] for r in conn.execute(select(users.c.user_id))}
+            return {r[0] for r in conn.execute(select(users.c.user_id)) if self.shard.owns(r[0])}
 
     def record(self, user_ids: Iterable[str], known: set[str] | None = None) -> None:
         wanted = set(user_ids)
         with self.engine.begin() as conn:
             if known is None:
-                known = {r[0] for r in conn.execute(select(users.c.user_id))}
+                rows = conn.execute(select(users.c.user_id))
+                known = {r[0] for r in rows if self.shard.owns(r[0])}
             if known - wanted:
                 conn.execute(delete(users).where(users.c.user_id.in_(list(known - wanted))))
             if wanted - known:
@@ -130,6 +139,7 @@ class Members:
                     )
                 )
             ]
+            jobs = self.jobs
             if ids:
                 conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
                 conn.execute(

@@ -3,11 +3,13 @@ unit of work (unit_of_work.py), which is the only writer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import Engine
 
 from ..models import Nudge, Profile, UserState
+from ..shards import WHOLE, Shard
 from .queries import Queries
 from .schema import decode_state
 from .sql import CHUNK, RawSql, marks
@@ -21,12 +23,18 @@ class SqlRepository:
     and a batch sees its own staged writes.
     """
 
-    def __init__(self, engine: Engine, profiles: dict[str, Profile]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        profiles: dict[str, Profile],
+        shard: Shard = WHOLE,
+        fence: Callable[[RawSql, Any], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.profiles = profiles
         self.sql = RawSql(engine)
-        self.queries = Queries(engine, self.sql)
-        self.uow = UnitOfWork(self.sql, profiles)
+        self.queries = Queries(engine, self.sql, shard)
+        self.uow = UnitOfWork(self.sql, profiles, shard.jobs_table, fence)
         self.uow.on_commit = self._states_committed
         self._states: dict[str, UserState] = {}
         # Per batch: which (user, event id) pairs the store holds, read with one query per

@@ -90,6 +90,17 @@ meta = Table(
 # APScheduler's own table (jobs.py declares it as SQLAlchemyJobStore does), so that job rows
 # are written in our transaction; the job store reads and removes them.
 jobs = job_table(metadata)
+_shard_jobs = MetaData()  # each shard's own job table (shards.py), made when it is first run
+
+
+def jobs_table(name: str) -> Table:
+    """The job table of this name: `jobs` itself, or a shard's."""
+    if name == jobs.name:
+        return jobs
+    if name not in _shard_jobs.tables:
+        job_table(_shard_jobs, name)
+    return _shard_jobs.tables[name]
+
 
 PENDING, PUBLISHED, CANCELLED, EXPIRED = "pending", "published", "cancelled", "expired"
 # Handled event ids outlive the 14 days after which an event is refused as too old anyway.
@@ -119,7 +130,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, application_name: str | None = None, pool_size: int = 4) -> Engine:
+    """The store's engine, its tables made and migrated. `application_name` names a
+    sharded instance's PostgreSQL connections (shards.py), `pool_size` fits its shards."""
     if url in ("sqlite://", "sqlite:///:memory:"):
         # In memory (`simulate`): one connection, or each would be a database of its own.
         engine = create_engine(url, connect_args={"check_same_thread": False}, poolclass=StaticPool)
@@ -127,7 +140,8 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=4)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=4)
+        args = {"application_name": application_name} if application_name else {}
+        engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, connect_args=args)
     metadata.create_all(engine)
     migrate(engine)
     return engine

@@ -32,9 +32,18 @@ from .sql import RawSql
 class UnitOfWork:
     """Everything one batch writes, staged, then written by `commit` in one transaction."""
 
-    def __init__(self, sql: RawSql, profiles: Mapping[str, Profile]) -> None:
+    def __init__(
+        self,
+        sql: RawSql,
+        profiles: Mapping[str, Profile],
+        jobs_table: str = JOBS_TABLE,
+        fence: Callable[[RawSql, Any], None] | None = None,
+    ) -> None:
         self.sql = sql
         self.profiles = profiles
+        self.jobs_table = jobs_table
+        # Sharded: the first statement of every commit checks that the shard is still ours.
+        self.fence = fence
         self.states: dict[str, UserState] = {}
         self.events: set[tuple[str, str]] = set()
         self._nudges: dict[str, Nudge] = {}
@@ -157,6 +166,8 @@ class UnitOfWork:
         """Write everything staged in one transaction."""
         cur = self.sql.cursor()
         try:
+            if self.fence is not None:
+                self.fence(self.sql, cur)
             self._write(cur, time.time())
             cur.close()
             self.sql.commit()
@@ -207,9 +218,11 @@ class UnitOfWork:
         replaced = [i for i in self._nudges if i in existing]
         gone = self._cancel | set(replaced)
         gone.update(j for j in self._jobs if is_day_job(j) or j in existing)
-        self.sql.execute_in(cur, f"DELETE FROM {JOBS_TABLE} WHERE id IN ({{}})", sorted(gone))
+        self.sql.execute_in(cur, f"DELETE FROM {self.jobs_table} WHERE id IN ({{}})", sorted(gone))
         for user in sorted(self._day_reset):
-            self.sql.execute(cur, f"DELETE FROM {JOBS_TABLE} WHERE id LIKE ?", (day_jobs_of(user),))
+            self.sql.execute(
+                cur, f"DELETE FROM {self.jobs_table} WHERE id LIKE ?", (day_jobs_of(user),)
+            )
         set_status(self.sql, cur, self._cancel, CANCELLED)
         self.sql.execute_in(
             cur,
@@ -225,7 +238,7 @@ class UnitOfWork:
         )
         self.sql.many(
             cur,
-            f"INSERT INTO {JOBS_TABLE} (id, next_run_time, job_state) VALUES (?, ?, ?)",
+            f"INSERT INTO {self.jobs_table} (id, next_run_time, job_state) VALUES (?, ?, ?)",
             [(j.job_id, j.next_run_time, j.state) for j in self._jobs.values()],
         )
         self.sql.many(
@@ -236,7 +249,7 @@ class UnitOfWork:
         set_status(self.sql, cur, self._expired, EXPIRED)
         if self._prune_at is not None:
             forget_old(self.sql, cur, self._prune_at)
-        write_people(self.sql, cur, self._profiles, self._removed, now)
+        write_people(self.sql, cur, self._profiles, self._removed, now, self.jobs_table)
         if self._meta:
             self.sql.execute_in(cur, "DELETE FROM rc_meta WHERE key IN ({})", sorted(self._meta))
             self.sql.many(
@@ -279,7 +292,12 @@ def write_states(
 
 
 def write_people(
-    sql: RawSql, cur: Any, profiles: dict[str, str], removed: set[str], now: float
+    sql: RawSql,
+    cur: Any,
+    profiles: dict[str, str],
+    removed: set[str],
+    now: float,
+    jobs_table: str = JOBS_TABLE,
 ) -> None:
     """Profiles set, then people removed: last, so that what this batch staged for a
     removed person (a nudge, a job) goes with the rest."""
@@ -299,8 +317,8 @@ def write_people(
         )
     for user in sorted(removed):
         pending = "SELECT nudge_id FROM rc_nudges WHERE user_id = ? AND status = ?"
-        sql.execute(cur, f"DELETE FROM {JOBS_TABLE} WHERE id IN ({pending})", (user, PENDING))
-        sql.execute(cur, f"DELETE FROM {JOBS_TABLE} WHERE id LIKE ?", (day_jobs_of(user),))
+        sql.execute(cur, f"DELETE FROM {jobs_table} WHERE id IN ({pending})", (user, PENDING))
+        sql.execute(cur, f"DELETE FROM {jobs_table} WHERE id LIKE ?", (day_jobs_of(user),))
         sql.execute(
             cur,
             "UPDATE rc_nudges SET status = ? WHERE user_id = ? AND status = ?",
