@@ -54,7 +54,10 @@ class ShardStatus:
 def _owners(url: str) -> dict[str, int]:
     from bench.bench import store_rows
 
-    rows = store_rows(url, "select owner, count(*) from rc_shards group by owner")
+    try:
+        rows = store_rows(url, "select owner, count(*) from rc_shards group by owner")
+    except Exception:  # the first instance has not made the table yet
+        return {}
     return {str(o): int(c) for o, c in rows if o is not None}
 
 

@@ -18,7 +18,6 @@ so once a takeover has committed, no write of the old owner can.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -182,9 +181,9 @@ class Leases:
         conn = psycopg.connect(
             self.url, autocommit=True, application_name=application_name(self.instance)
         )
-        for ddl in SCHEMA:
-            # Another instance may create it meanwhile.
-            with contextlib.suppress(psycopg.errors.UniqueViolation):
+        with conn.transaction():  # instances starting together: one creates the tables
+            conn.execute("SELECT pg_advisory_xact_lock(%s, -1)", (LOCK_SPACE,))
+            for ddl in SCHEMA:
                 conn.execute(ddl)
         conn.execute(
             "INSERT INTO rc_shards (shard) SELECT s FROM generate_series(0, %s) s "

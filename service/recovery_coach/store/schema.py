@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import TypeAdapter
 from sqlalchemy import (
     Column,
+    Connection,
     Engine,
     Float,
     LargeBinary,
@@ -23,11 +24,13 @@ from sqlalchemy import (
     event,
     insert,
     select,
+    text,
 )
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from ..jobs import job_table
 from ..models import Nudge, UserState
+from ..shards import LOCK_SPACE
 
 metadata = MetaData()
 
@@ -142,8 +145,12 @@ def make_engine(url: str, *, application_name: str | None = None, pool_size: int
     else:
         args = {"application_name": application_name} if application_name else {}
         engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, connect_args=args)
-    metadata.create_all(engine)
-    migrate(engine)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Instances starting together on a new database would race to create tables.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": LOCK_SPACE, "b": -1})
+        metadata.create_all(conn)
+        migrate_on(conn)
     return engine
 
 
@@ -164,16 +171,21 @@ def migrate(engine: Engine) -> None:
     store from then on, since it would forget the people set up over MQTT.
     """
     with engine.begin() as conn:
-        found = conn.execute(select(meta.c.value).where(meta.c.key == "schema")).scalar()
-        version = int(found) if found is not None else 1
-        if version > SCHEMA_VERSION:
-            raise SchemaTooNewError(
-                f"the store is at schema {version}; this Recovery Coach reads up to "
-                f"{SCHEMA_VERSION}: upgrade it, or point `store` at another database"
-            )
-        if version < SCHEMA_VERSION:
-            conn.execute(delete(meta).where(meta.c.key == "schema"))
-            conn.execute(insert(meta).values(key="schema", value=str(SCHEMA_VERSION)))
+        migrate_on(conn)
+
+
+def migrate_on(conn: Connection) -> None:
+    """`migrate`, in the caller's transaction."""
+    found = conn.execute(select(meta.c.value).where(meta.c.key == "schema")).scalar()
+    version = int(found) if found is not None else 1
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"the store is at schema {version}; this Recovery Coach reads up to "
+            f"{SCHEMA_VERSION}: upgrade it, or point `store` at another database"
+        )
+    if version < SCHEMA_VERSION:
+        conn.execute(delete(meta).where(meta.c.key == "schema"))
+        conn.execute(insert(meta).values(key="schema", value=str(SCHEMA_VERSION)))
 
 
 def ts(t: datetime) -> float:
