@@ -20,6 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +31,25 @@ from hypothesis import strategies as st
 from mosquitto import BrokerFactory, MosquittoBroker
 from paho.mqtt.enums import CallbackAPIVersion
 from postgres import new_database
+from recovery_coach import jobs
+from recovery_coach.jobs import JOBS_TABLE
 from recovery_coach.shards import (
     LEASE_S,
     SCHEMA,
     Fence,
     FencedError,
     Leases,
+    Shard,
     application_name,
     fair_share,
     rebalance,
     shard_of,
 )
-from recovery_coach.store import make_engine
+from recovery_coach.store import Members, SqlRepository, make_engine
+from recovery_coach.store.reshard import ShardCountInUseError, reshard
 from recovery_coach.store.schema import jobs_table
 from service_process import Recorder, ServiceProcess, user_config, workout
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, insert, inspect, text
 
 # ---------------------------------------------------------------- the balance (pure)
 
@@ -129,6 +134,26 @@ def test_a_taken_over_shard_fences_its_old_owner(pg_url: str) -> None:
             Fence(0, "a", token_a).on_connection(conn)
         with engine.begin() as conn:
             Fence(0, "b", token_b).on_connection(conn)
+        # The old owner's batch commit and start-up writes are refused, and write nothing.
+        shard = Shard(0, 4)
+        user = next(u for u in (f"p{i}" for i in range(100)) if shard.owns(u))
+        store = make_engine(pg_url)
+        old = SqlRepository(store, {}, shard, Fence(0, "a", token_a).on_cursor)
+        old.uow.meta("written-by", "a")
+        with pytest.raises(FencedError):
+            old.uow.commit()
+        old.uow.rollback()
+        with pytest.raises(FencedError):
+            Members(store, shard, Fence(0, "a", token_a).on_connection).record([user])
+        new = SqlRepository(store, {}, shard, Fence(0, "b", token_b).on_cursor)
+        new.uow.meta("written-by", "b")
+        new.uow.commit()
+        Members(store, shard, Fence(0, "b", token_b).on_connection).record([user])
+        assert new.queries.get_meta("written-by") == "b"
+        assert Members(store, shard).known() == {user}
+        old.sql.drop()
+        new.sql.drop()
+        store.dispose()
     finally:
         a.drop()
         b.drop()
@@ -167,6 +192,63 @@ def test_a_stale_holder_has_its_connections_ended_by_the_taker(pg_url: str) -> N
         a.drop()
         b.drop()
         a_writer.dispose()
+
+
+def _jobs_by_table(engine: Engine) -> dict[str, set[str]]:
+    with engine.connect() as conn:
+        names = [
+            t
+            for t in inspect(conn).get_table_names()
+            if t == JOBS_TABLE or t.startswith("rc_jobs_shard_")
+        ]
+        return {t: {r[0] for r in conn.execute(text(f"SELECT id FROM {t}"))} for t in names}
+
+
+def test_a_new_shard_count_moves_every_job_to_its_users_shard_and_back(pg_url: str) -> None:
+    """Pending reminders of a store run as one process go with their users to the shards
+    (and back), and a change is refused while an instance runs with the old count."""
+    engine = make_engine(pg_url)
+    users = [f"r{i:02d}" for i in range(40)]
+    at = datetime.now(UTC) + timedelta(hours=1)
+    rows = [jobs.day_row(u, at) for u in users]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(jobs_table(JOBS_TABLE)),
+            [
+                {"id": r.job_id, "next_run_time": r.next_run_time, "job_state": r.state}
+                for r in rows
+            ],
+        )
+    every = {r.job_id for r in rows}
+    try:
+        for count in (16, 4, 1):
+            before = _jobs_by_table(engine)
+            must_move = sum(
+                1
+                for table, ids in before.items()
+                for job_id in ids
+                if Shard(shard_of(str(jobs.day_job_user(job_id)), count), count).jobs_table != table
+            )
+            assert must_move > 0
+            assert reshard(engine, count) == must_move
+            placed = _jobs_by_table(engine)
+            assert set().union(*placed.values()) == every  # none lost
+            assert sum(len(ids) for ids in placed.values()) == len(every)  # none doubled
+            for table, ids in placed.items():
+                for job_id in ids:
+                    user = jobs.day_job_user(job_id)
+                    assert user is not None
+                    assert Shard(shard_of(user, count), count).jobs_table == table
+            assert reshard(engine, count) == 0  # the count is remembered
+        running = Leases(pg_url, "old", 1)
+        running.connect()
+        try:
+            with pytest.raises(ShardCountInUseError, match="stop every instance"):
+                reshard(engine, 8)
+        finally:
+            running.drop()
+    finally:
+        engine.dispose()
 
 
 # ---------------------------------------------------------------- instances as processes
@@ -484,6 +566,56 @@ def test_a_stalled_instance_writes_nothing_after_it_wakes(
         )
         assert twice == []
         print(f"stall: shards taken over {takeover:.1f} s after SIGSTOP (lease {LEASE_S:.0f} s)")
+    finally:
+        pub.close()
+        rec.stop()
+        cluster.close()
+
+
+def test_the_database_and_the_broker_going_away_lose_nothing(
+    cluster_parts: tuple[Path, MosquittoBroker, str],
+) -> None:
+    """Every PostgreSQL connection ended at once (a database restart): each instance stops
+    its shards and joins again, and what arrived meanwhile is handled. Then the broker is
+    restarted: the shards' sessions resume."""
+    tmp, broker, url = cluster_parts
+    base = "rc_edges"
+    users = {f"{w}{i:02d}": fast_user() for w in "pq" for i in range(12)}
+    cluster = Cluster(tmp, broker, url, users, base)
+    rec = Recorder(broker.host, broker.port, [f"{base}/+/nudge"]).start()
+    pub = Publisher(broker.port)
+    waves = {w: [(u, workout(f"{w}-{u}")) for u in sorted(users) if u[0] == w] for w in "pq"}
+    try:
+        cluster.start("a")
+        cluster.start("b")
+        cluster.wait_balanced(["a", "b"])
+        for u, e in waves["p"][:6]:
+            pub.send(f"{base}/{u}/workout/completed", e)
+        database = url.rsplit("/", 1)[1]
+        ended = cluster.audit(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = :d AND application_name LIKE 'recovery-coach:%'",
+            d=database,
+        )[0][0]
+        assert ended > 0
+        for u, e in waves["p"][6:]:
+            pub.send(f"{base}/{u}/workout/completed", e)
+        cluster.procs["a"].wait_log("lease connection failed", 20)
+        cluster.wait_balanced(["a", "b"], timeout=30)
+        wait_nudges(rec, base, "cooldown_start", {e["event_id"] for _, e in waves["p"]}, 30)
+        pub.close()
+        broker.restart()
+        pub = Publisher(broker.port)
+        for u, e in waves["q"]:
+            pub.send(f"{base}/{u}/workout/completed", e)
+        wait_nudges(rec, base, "cooldown_start", {e["event_id"] for _, e in waves["q"]}, 30)
+        every = {e["event_id"] for w in "pq" for _, e in waves[w]}
+        wait_nudges(rec, base, "cooldown_done", every, 90)
+        twice = cluster.audit(
+            "SELECT nudge_id FROM audit WHERE tbl = 'rc_nudges' AND op = 'INSERT' "
+            "GROUP BY nudge_id HAVING count(*) > 1"
+        )
+        assert twice == []
     finally:
         pub.close()
         rec.stop()

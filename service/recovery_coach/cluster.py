@@ -36,6 +36,7 @@ from .shards import (
     shard_of,
 )
 from .store import make_engine
+from .store.reshard import reshard
 from .topics import Topics
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class Instance:
         self.engine = make_engine(
             cfg.store, application_name=application_name(name), pool_size=cfg.shards + 4
         )
+        reshard(self.engine, cfg.shards, me=name)  # a new count: the jobs move first
         profiles = cfg.profiles()
         self.profiles = [
             {u: p for u, p in profiles.items() if shard_of(u, self.count) == k}

@@ -44,6 +44,7 @@ from .outbox import InFlight, Outbox
 from .people import People
 from .shards import WHOLE, Fence, Shard, default_instance
 from .store import Members, SqlRepository, make_engine
+from .store.reshard import ShardCountInUseError, reshard
 from .store.schema import jobs_table
 from .store_check import shown, store_problem
 from .topics import Topics
@@ -86,10 +87,12 @@ class Service:
         self.engine = run.engine if run else make_engine(cfg.store)
         if run:
             jobs_table(shard.jobs_table).create(self.engine, checkfirst=True)
+        else:  # a store last run sharded: its jobs come back to one table
+            reshard(self.engine, 1)
         self.repo = SqlRepository(
             self.engine, self.profiles, shard, run.fence.on_cursor if run else None
         )
-        self.members = Members(self.engine, shard)
+        self.members = Members(self.engine, shard, run.fence.on_connection if run else None)
         # People set up over MQTT join the YAML's users (their profiles are in the store).
         self.people = People(cfg, self.profiles)
         self._forget_profiles(self.people.load(self.repo.queries.profiles()))
@@ -345,9 +348,7 @@ def run(cfg: Config, config_path: Path | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     if not _store_ready(cfg.store, stop):
-        if embedded is not None:
-            embedded.stop()
-        return 0 if stop.is_set() else 2
+        return _stopped(embedded, 0 if stop.is_set() else 2)
     if cfg.shards > 1:
         from .cluster import Instance  # sharded: this process is one instance of several
 
@@ -364,9 +365,18 @@ def run(cfg: Config, config_path: Path | None = None) -> int:
             broker.port,
             config_path,
         )
-        Instance(cfg, broker, name).run(stop)
-        return 0
-    service = Service(cfg, broker)
+        try:
+            instance = Instance(cfg, broker, name)
+        except ShardCountInUseError as exc:
+            log.error("%s", exc)
+            return _stopped(embedded, 2)
+        instance.run(stop)
+        return _stopped(embedded, 0)
+    try:
+        service = Service(cfg, broker)
+    except ShardCountInUseError as exc:
+        log.error("%s", exc)
+        return _stopped(embedded, 2)
     log.info(
         "recovery coach %s: %d user(s), base topic %s, broker %s:%s, config %s",
         __version__,
@@ -379,6 +389,10 @@ def run(cfg: Config, config_path: Path | None = None) -> int:
     service.start()
     stop.wait()
     service.stop()
+    return _stopped(embedded, 0)
+
+
+def _stopped(embedded: EmbeddedBroker | None, code: int) -> int:
     if embedded is not None:
         embedded.stop()
-    return 0
+    return code

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from ..jobs import DAY_PREFIX, day_job_user, day_jobs_of
 from ..models import Nudge
@@ -98,10 +99,23 @@ class Members:
     """Who the users are: recorded at start, and the pending work of those who left.
     Sharded, only the shard's own users are seen."""
 
-    def __init__(self, engine: Engine, shard: Shard = WHOLE) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        shard: Shard = WHOLE,
+        fence: Callable[[Connection], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.shard = shard
         self.jobs = jobs_table(shard.jobs_table)
+        self.fence = fence  # sharded: each write checks that the shard is still ours
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            if self.fence is not None:
+                self.fence(conn)
+            yield conn
 
     def known(self) -> set[str]:
         with self.engine.connect() as conn:
@@ -109,7 +123,7 @@ class Members:
 
     def record(self, user_ids: Iterable[str], known: set[str] | None = None) -> None:
         wanted = set(user_ids)
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             if known is None:
                 rows = conn.execute(select(users.c.user_id))
                 known = {r[0] for r in rows if self.shard.owns(r[0])}
@@ -125,12 +139,12 @@ class Members:
         """Stored profiles no longer used (the YAML now defines these users)."""
         ids = list(user_ids)
         if ids:
-            with self.engine.begin() as conn:
+            with self._writing() as conn:
                 conn.execute(delete(profiles).where(profiles.c.user_id.in_(ids)))
 
     def remove(self, user: str) -> int:
         """Drop a user's pending nudges and jobs (the user left the config); returns how many."""
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             ids = [
                 r[0]
                 for r in conn.execute(
