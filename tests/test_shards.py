@@ -32,6 +32,7 @@ from mosquitto import BrokerFactory, MosquittoBroker
 from paho.mqtt.enums import CallbackAPIVersion
 from postgres import new_database
 from recovery_coach import jobs
+from recovery_coach.config import ConfigError, parse_config
 from recovery_coach.jobs import JOBS_TABLE
 from recovery_coach.shards import (
     LEASE_S,
@@ -91,6 +92,27 @@ def test_rebalancing_never_gives_a_shard_two_owners_and_settles_on_fair_shares(
             me: fair_share(sorted(live), me, count) for me in live
         }
         assert set().union(*held.values()) == set(range(count))
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({"shards": 4}, "shards: more than one shard needs a PostgreSQL store"),
+        ({"shards": 4, "store": "sqlite:///x.db"}, "shards: more than one shard needs"),
+        ({"shards": 0}, "shards: must be between 1 and 1024"),
+        ({"instance": "a/b"}, "instance:"),
+        ({"instance": "shards"}, "instance: must not be 'shards'"),
+    ],
+)
+def test_check_config_names_what_sharding_needs(data: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert problem in str(err.value)
+
+
+def test_shards_on_postgresql_is_a_valid_config() -> None:
+    cfg = parse_config({"shards": 16, "store": "postgresql+psycopg://db/coach", "instance": "a"})
+    assert (cfg.shards, cfg.instance) == (16, "a")
 
 
 def test_a_user_shard_is_the_same_in_another_process() -> None:

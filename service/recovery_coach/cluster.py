@@ -204,8 +204,13 @@ class Instance:
             self.leases.release(shard)
         for shard in take:
             token = self.leases.take(shard)
-            if token is not None:
+            if token is None:
+                continue
+            try:
                 self._start(shard, token)
+            except Exception:  # this shard only: the others go on, and it is tried again
+                log.exception("shard %d could not start: released", shard)
+                self.leases.release(shard)
 
     def _start(self, shard: int, token: int) -> None:
         run = ShardRun(
@@ -217,7 +222,11 @@ class Instance:
             instance=self.name,
         )
         service = Service(self.cfg, self.broker, run)
-        service.start()
+        try:
+            service.start()
+        except BaseException:
+            service.stop(offline=False)
+            raise
         self.services[shard] = service
         log.info("shard %d taken (token %d, %d user(s))", shard, token, len(run.profiles))
 

@@ -232,7 +232,8 @@ class Worker:
                 case AnnounceMore():
                     b.announce_more = True
                 case Housekeeping():
-                    self.repo.uow.prune(time.time())
+                    if self.topics.shard.index == 0:  # the same for every shard: one prunes
+                        self.repo.uow.prune(time.time())
                     self.limiter.forget_full(b.now.timestamp())
                     b.diagnostics = True
                 case _:
