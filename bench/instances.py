@@ -8,6 +8,7 @@ goes out once the shards are balanced and every shard's client has said `online`
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 import uuid
@@ -61,6 +62,17 @@ def _owners(url: str) -> dict[str, int]:
     return {str(o): int(c) for o, c in rows if o is not None}
 
 
+def _wait_idle(pids: list[int], deadline: float, window: float = 0.5) -> None:
+    """Until the processes together use under 10% of a core over two windows running."""
+    quiet = 0
+    last = sum(cpu_seconds(p) for p in pids)
+    while quiet < 2 and time.time() < deadline:
+        time.sleep(window)  # the sampling window itself: CPU is measured over it
+        now = sum(cpu_seconds(p) for p in pids)
+        quiet = quiet + 1 if now - last < 0.1 * window else 0
+        last = now
+
+
 def _all_first(lc: LoadClient, tag: str, n: int) -> Callable[[], bool]:
     return lambda: lc.firsts_by_tag.get(tag, 0) >= n
 
@@ -94,10 +106,13 @@ def bench_instances(
             else:
                 raise RuntimeError(f"{count} instance(s) did not balance: {_owners(url)}")
             balanced_s = time.time() - t_start
+            # Each shard taken announces its users to Home Assistant (discovery and states)
+            # in chunks after it is online: the burst waits until the instances are idle.
+            pids = [s.proc.pid for s in services if s.proc is not None]
+            _wait_idle(pids, deadline=time.time() + 120)
             tag = f"in{count}x{uuid.uuid4().hex[:4]}"
             ids = [f"{tag}-{k}" for k in range(n)]
             now = datetime.now(UTC)
-            pids = [s.proc.pid for s in services if s.proc is not None]
             cpu0 = sum(cpu_seconds(p) for p in pids)
             t0 = time.time()
             for k, e in enumerate(ids):
@@ -119,6 +134,9 @@ def bench_instances(
             log(f"instances: {res}")
             results.append(res)
         finally:
+            for s in services:  # all at once: one by one, each would take the others' shards
+                if s.proc is not None and s.proc.poll() is None:
+                    s.proc.send_signal(signal.SIGTERM)
             for s in services:
                 s.stop()
             lc.stop()

@@ -134,6 +134,7 @@ class Instance:
             for k in range(self.count)
         ]
         self.services: dict[int, Service] = {}
+        self.stopping = threading.Event()  # told to stop: no shard is taken any more
         self.presence = Presence(broker, client_id(cfg, broker), Topics(cfg.base_topic), name)
         self._beats = 0
 
@@ -160,6 +161,7 @@ class Instance:
     # -- the heartbeat
 
     def run(self, stop: threading.Event) -> None:
+        self.stopping = stop
         jobs.bind(self)
         self.presence.start()
         try:
@@ -203,6 +205,8 @@ class Instance:
             self._stop(shard, offline=False)
             self.leases.release(shard)
         for shard in take:
+            if self.stopping.is_set():  # a take is ~50 ms: a stop between two is honoured
+                return
             token = self.leases.take(shard)
             if token is None:
                 continue
