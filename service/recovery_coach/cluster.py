@@ -7,8 +7,8 @@
     Presence: the instance's own MQTT clients, for `<base>/status/<instance>` and
         `<base>/status`
 
-Threads: the heartbeat (this module: leases, starting and stopping shards), each shard's
-Service threads, and paho's threads of the two presence clients.
+Threads: the main thread beats (this module: leases, starting and stopping shards); each
+shard's Service has its own threads, and each presence client paho's loop thread.
 """
 
 from __future__ import annotations
