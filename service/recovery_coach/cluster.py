@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 
 from . import jobs
 from .config import BrokerConfig, Config
+from .models import Profile
 from .mqtt_link import make_client
 from .runtime import Service, ShardRun, client_id
 from .shards import (
@@ -128,11 +129,10 @@ class Instance:
             cfg.store, application_name=application_name(name), pool_size=cfg.shards + 4
         )
         reshard(self.engine, cfg.shards, me=name)  # a new count: the jobs move first
-        profiles = cfg.profiles()
-        self.profiles = [
-            {u: p for u, p in profiles.items() if shard_of(u, self.count) == k}
-            for k in range(self.count)
-        ]
+        # Each shard's users from the YAML, in one pass over them.
+        self.profiles: list[dict[str, Profile]] = [{} for _ in range(self.count)]
+        for user, profile in cfg.profiles().items():
+            self.profiles[shard_of(user, self.count)][user] = profile
         self.services: dict[int, Service] = {}
         self.stopping = threading.Event()  # told to stop: no shard is taken any more
         self.presence = Presence(broker, client_id(cfg, broker), Topics(cfg.base_topic), name)
@@ -217,12 +217,13 @@ class Instance:
                 self.leases.release(shard)
 
     def _start(self, shard: int, token: int) -> None:
+        fence = Fence(shard, self.name, token)
         run = ShardRun(
             shard=Shard(shard, self.count),
-            fence=Fence(shard, self.name, token),
+            fence=fence,
             engine=self.engine,
             profiles=self.profiles[shard],
-            may_connect=lambda: self._still_ours(shard, token),
+            may_connect=lambda: fence.holds(self.engine),
             instance=self.name,
         )
         service = Service(self.cfg, self.broker, run)
@@ -233,17 +234,6 @@ class Instance:
             raise
         self.services[shard] = service
         log.info("shard %d taken (token %d, %d user(s))", shard, token, len(run.profiles))
-
-    def _still_ours(self, shard: int, token: int) -> bool:
-        try:
-            with self.engine.connect() as conn:
-                row = conn.exec_driver_sql(
-                    "SELECT 1 FROM rc_shards WHERE shard = %s AND owner = %s AND token = %s",
-                    (shard, self.name, token),
-                ).first()
-            return row is not None
-        except Exception:  # the store is away: not ours to claim the session for now
-            return False
 
     def _stop(self, shard: int, *, offline: bool) -> None:
         service = self.services.pop(shard, None)

@@ -170,12 +170,7 @@ class MqttLink:
             log.error("broker refused the connection: %s", reason)
             return
         client.publish(self.status_topic, "online", qos=1, retain=True)
-        if self.subscriptions:
-            opts = SubscribeOptions(qos=1, noLocal=True) if self.v5 else None
-            if opts is not None:
-                client.subscribe([(t, opts) for t in self.subscriptions])
-            else:
-                client.subscribe([(t, 1) for t in self.subscriptions])
+        self._subscribe(self.subscriptions)
         self._backoff.reset()
         self._outage_logged = False
         log.info(
@@ -226,11 +221,17 @@ class MqttLink:
             return
         self.subscriptions = [*self.subscriptions, *new]
         if self.connected.is_set():
-            if self.v5:
-                opts = SubscribeOptions(qos=1, noLocal=True)
-                self.client.subscribe([(t, opts) for t in new])
-            else:
-                self.client.subscribe([(t, 1) for t in new])
+            self._subscribe(new)
+
+    def _subscribe(self, topics: list[str]) -> None:
+        """QoS 1; MQTT 5: not our own messages back."""
+        if not topics:
+            return
+        if self.v5:
+            opts = SubscribeOptions(qos=1, noLocal=True)
+            self.client.subscribe([(t, opts) for t in topics])
+        else:
+            self.client.subscribe([(t, 1) for t in topics])
 
     def is_connected(self) -> bool:
         return self.connected.is_set()

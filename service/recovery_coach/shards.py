@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Connection, make_url
+from sqlalchemy import Connection, Engine, make_url
 
 if TYPE_CHECKING:
     from .store.sql import RawSql
@@ -37,6 +37,12 @@ log = logging.getLogger(__name__)
 LEASE_S: Final = 10.0  # a lease (or an instance's heartbeat) not renewed for this long is stale
 HEARTBEAT_S: Final = 1.0  # how often an instance renews its leases and rebalances
 LOCK_SPACE: Final = 0x5243  # "RC": the first key of pg_try_advisory_lock(int, int)
+SCHEMA_LOCK: Final = -1  # the second key of the lock the schema is made and changed under
+# Instances whose heartbeat is current and whose lease connection is open.
+LIVE_INSTANCES: Final = (
+    "SELECT i.instance FROM rc_instances i WHERE i.expires_at > now() "
+    "AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = i.pid) ORDER BY i.instance"
+)
 INSTANCE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -108,6 +114,16 @@ class Fence:
         """The check, on a pooled connection (the job store's removals)."""
         rows = conn.exec_driver_sql(self.SQL.replace("?", "%s"), (self.shard, self.owner))
         self.verify(rows.fetchall())
+
+    def holds(self, engine: Engine) -> bool:
+        """Whether the shard is still ours, asked outside a write (before a reconnect);
+        False while the store cannot say."""
+        try:
+            with engine.connect() as conn:
+                self.on_connection(conn)
+        except Exception:  # taken over, or the store is away: not ours to claim for now
+            return False
+        return True
 
     def verify(self, rows: Sequence[Any]) -> None:
         if not rows or int(rows[0][0]) != self.token:
@@ -182,7 +198,7 @@ class Leases:
             self.url, autocommit=True, application_name=application_name(self.instance)
         )
         with conn.transaction():  # instances starting together: one creates the tables
-            conn.execute("SELECT pg_advisory_xact_lock(%s, -1)", (LOCK_SPACE,))
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_SPACE, SCHEMA_LOCK))
             for ddl in SCHEMA:
                 conn.execute(ddl)
         conn.execute(
@@ -256,12 +272,7 @@ class Leases:
 
     def live(self) -> list[str]:
         """Instances whose heartbeat is current and whose lease connection is open."""
-        rows = self._rows(
-            "SELECT i.instance FROM rc_instances i WHERE i.expires_at > now() "
-            "AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = i.pid) "
-            "ORDER BY i.instance"
-        )
-        return [r[0] for r in rows]
+        return [r[0] for r in self._rows(LIVE_INSTANCES)]
 
     def owners(self) -> dict[int, str | None]:
         """Every shard's owner of record (None: free)."""
@@ -299,14 +310,6 @@ class Leases:
                 (shard, self.instance, token),
             )
         self._rows("SELECT pg_advisory_unlock(%s, %s)", (LOCK_SPACE, shard))
-
-    def still_holds(self, shard: int, token: int) -> bool:
-        """Whether the lease row still names this instance with this token (no takeover)."""
-        rows = self._rows(
-            "SELECT 1 FROM rc_shards WHERE shard = %s AND owner = %s AND token = %s",
-            (shard, self.instance, token),
-        )
-        return bool(rows)
 
     def _end_stale_holder(self, shard: int) -> None:
         rows = self._rows(

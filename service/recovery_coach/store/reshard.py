@@ -14,7 +14,7 @@ import logging
 from sqlalchemy import Connection, Engine, delete, insert, inspect, select, text
 
 from ..jobs import JOBS_TABLE, job_args
-from ..shards import LOCK_SPACE, Shard, shard_of
+from ..shards import LIVE_INSTANCES, LOCK_SPACE, SCHEMA_LOCK, Shard, shard_of
 from .schema import jobs_table, meta
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,8 @@ def reshard(engine: Engine, count: int, me: str | None = None) -> int:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # The same lock as the schema's: instances starting together move rows once.
-            conn.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": LOCK_SPACE, "b": -1})
+            lock = {"a": LOCK_SPACE, "b": SCHEMA_LOCK}
+            conn.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), lock)
         stored = conn.execute(select(meta.c.value).where(meta.c.key == "shards")).scalar()
         before = int(stored) if stored is not None else 1
         if before == count:
@@ -53,13 +54,7 @@ def reshard(engine: Engine, count: int, me: str | None = None) -> int:
 def _live_instances(conn: Connection, me: str | None) -> list[str]:
     if "rc_instances" not in inspect(conn).get_table_names():
         return []
-    rows = conn.execute(
-        text(
-            "SELECT i.instance FROM rc_instances i WHERE i.expires_at > now() "
-            "AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = i.pid)"
-        )
-    )
-    return sorted(r[0] for r in rows if r[0] != me)
+    return [r[0] for r in conn.execute(text(LIVE_INSTANCES)) if r[0] != me]
 
 
 def _move_jobs(conn: Connection, count: int) -> int:

@@ -30,7 +30,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from ..jobs import job_table
 from ..models import Nudge, UserState
-from ..shards import LOCK_SPACE
+from ..shards import LOCK_SPACE, SCHEMA_LOCK
 
 metadata = MetaData()
 
@@ -148,7 +148,8 @@ def make_engine(url: str, *, application_name: str | None = None, pool_size: int
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # Instances starting together on a new database would race to create tables.
-            conn.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": LOCK_SPACE, "b": -1})
+            lock = {"a": LOCK_SPACE, "b": SCHEMA_LOCK}
+            conn.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), lock)
         metadata.create_all(conn)
         migrate_on(conn)
     return engine
