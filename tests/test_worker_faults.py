@@ -4,6 +4,7 @@ without an id redelivered after the commit, and a flooding device beside a quiet
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -210,6 +211,43 @@ def test_a_flooding_device_is_refused_beyond_its_rate_and_the_quiet_user_is_serv
         assert len(errors) == 1  # one report a minute, not one per refused message
         assert errors[0]["reason"].startswith("too many messages: 1 refused")
         assert not rec.on(f"{BASE}/sam/error")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        rec.stop()
+
+
+def test_a_database_failure_that_repeats_is_no_message_s_fault(
+    mosquitto: MosquittoBroker, make_service: Callable[..., Service], mocker: MockerFixture
+) -> None:
+    """The batch's connection is lost again and again while the store's test write passes
+    (every connection ended at once, and the pool hands out one that is going): the
+    message is retried, not refused and dropped as if it failed by itself."""
+    rec = Recorder(mosquitto.host, mosquitto.port, [f"{BASE}/#"]).start()
+    svc = make_service()
+    uow = svc.repo.uow
+    real = uow.commit
+    # Four: if the event shares its batch, two fail the batch and two the event alone.
+    lost = iter([sqlite3.OperationalError("disk I/O error")] * 4)
+
+    def commit() -> None:
+        # Only the batch that holds the event: start-up's batches commit as they are.
+        failure = next(lost, None) if any("lost-again" in e for _u, e in uow.events) else None
+        if failure is not None:
+            raise failure
+        real()
+
+    mocker.patch.object(svc.repo.uow, "commit", side_effect=commit)
+    client = _sender(mosquitto)
+    try:
+        _send(client, "alex/workout/completed", workout("lost-again"))
+        rec.wait_for(
+            lambda r: "lost-again" in {n["source_event_id"] for n in r.all_nudges(BASE)},
+            15,
+            "the nudge of the event whose commit failed twice",
+        )
+        assert not rec.on(f"{BASE}/alex/error")
+        assert next(lost, None) is None  # every failure was met
     finally:
         client.disconnect()
         client.loop_stop()

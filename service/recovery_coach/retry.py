@@ -3,7 +3,9 @@
 At once (a dropped connection or a lock that timed out passes); then, while the store
 refuses a test write, held with its messages unacknowledged and retried with back-off, the
 connection kept alive; and if the store takes writes but the batch still fails, one message
-at a time, so that the one that fails alone (a bug) is refused and acknowledged.
+at a time, so that the one that fails alone (a bug) is refused and acknowledged. A failure
+of the database itself (DB-API's OperationalError) is never blamed on a message: it is
+retried with back-off, however often the test write passes in between.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+
+from sqlalchemy.exc import OperationalError
 
 from .backoff import MOST_S, Backoff
 from .health import Health
@@ -74,16 +78,25 @@ class Retrying:
                 self.repo.uow.rollback()
                 self.repo.forget_cache()
                 failure = f"{type(exc).__name__}: {exc}"
+                store_failed = self._store_failed(exc)
             if self.repo.writable():
                 # Once more as it is (a dropped connection or a lock that timed out passes);
-                # failing again while the store takes writes, it is one of the messages.
+                # failing again while the store takes writes, and not by the database's own
+                # failure, it is one of the messages.
                 failed_while_writable += 1
                 if failed_while_writable == 1:
                     log.warning("a batch of %d failed (%s): trying it again", len(batch), failure)
                     continue
-                if len(batch) > 1:
-                    return self._one_by_one(batch)
-                return [self._poison(batch[0], failure)]
+                if not store_failed:
+                    if len(batch) > 1:
+                        return self._one_by_one(batch)
+                    return [self._poison(batch[0], failure)]
+                # The database's own failure again (many connections ended at once: the
+                # pool hands out another that is going): no message is to blame.
+                log.warning("a batch of %d failed again (%s): retried", len(batch), failure)
+                if not self._pump_for(backoff.next()):
+                    return []
+                continue
             if self.health.store_error is None:
                 self.health.store_error = failure
                 self.diagnostics(True)  # status says so while the batch is held
@@ -98,6 +111,12 @@ class Retrying:
             if not self._pump_for(backoff.next()):
                 return []  # stopping: the held messages come back at the next start
         return []
+
+    def _store_failed(self, exc: Exception) -> bool:
+        """Whether the database itself failed (DB-API's OperationalError: a lost connection,
+        a lock that timed out, a full disk), which no message causes."""
+        dbapi = self.repo.engine.dialect.loaded_dbapi
+        return isinstance(exc, OperationalError | dbapi.OperationalError)
 
     def _one_by_one(self, batch: list[Work]) -> list[Batch]:
         """Each item in a transaction of its own, to find the one that fails the batch."""
