@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from .local_time import Night, end_of_day, local_date, next_wake, night_around
@@ -70,11 +71,24 @@ class RefusalError(Exception):
 
 @dataclass(frozen=True)
 class Placed:
-    """A draft placed in time and worded at its due time."""
+    """A draft placed in time; worded at its due time only when asked (`nudge`), since most
+    of what `derive` places is already planned unchanged and never read."""
 
     draft: Draft
-    nudge: Nudge
-    digest: str
+    user: str
+    nudge_id: str
+    due: datetime
+    expires: datetime | None
+    partnered: bool  # a cooldown_done follows this nudge's workout
+
+    @cached_property
+    def digest(self) -> str:
+        return _digest(self.draft)
+
+    @cached_property
+    def nudge(self) -> Nudge:
+        d = self.draft
+        return _word(d, self.user, self.nudge_id, self.due, self.expires, self.due, self.partnered)
 
 
 def _awake_from(ctx: Context, night: Night) -> datetime | None:
@@ -115,11 +129,11 @@ def _digest(d: Draft) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _word(draft: Draft, user: str, due: datetime, expires: datetime | None, at: datetime,
-          partnered: bool) -> Nudge:  # fmt: skip
+def _word(draft: Draft, user: str, nudge_id: str, due: datetime, expires: datetime | None,
+          at: datetime, partnered: bool) -> Nudge:  # fmt: skip
     title, message, speech, live = draft.words(at, partnered)
     return Nudge(
-        nudge_id=nudge_id_for(user, draft.key, draft.rule, draft.kind),
+        nudge_id=nudge_id,
         user=user,
         rule=draft.rule,
         kind=draft.kind,
@@ -141,23 +155,21 @@ def derive(
     notes of those dropped."""
     ctx = Context(profile=profile, state=state, now=now)
     user = profile.user_id
-    placed: list[tuple[Draft, datetime, datetime | None]] = []
+    placed: list[tuple[Draft, str, datetime, datetime | None]] = []
     dropped: list[str] = []
     seen: set[tuple[str, str, str]] = set()
     for d in apply_rules(ctx):
         if (d.rule, d.kind, d.key) in seen:
             continue
         seen.add((d.rule, d.kind, d.key))
+        nudge_id = nudge_id_for(user, d.key, d.rule, d.kind)
         spot, why = place(d, ctx, expiring=expiring)
         if spot is None:
-            dropped.append(f"{nudge_id_for(user, d.key, d.rule, d.kind)} ({d.rule} {d.kind}) {why}")
+            dropped.append(f"{nudge_id} ({d.rule} {d.kind}) {why}")
             continue
-        placed.append((d, *spot))
-    followed = {d.key for d, _, _ in placed if d.kind == "cooldown_done"}
-    out = [
-        Placed(d, _word(d, user, due, exp, due, d.key in followed), _digest(d))
-        for d, due, exp in placed
-    ]
+        placed.append((d, nudge_id, *spot))
+    followed = {d.key for d, *_ in placed if d.kind == "cooldown_done"}
+    out = [Placed(d, user, i, due, exp, d.key in followed) for d, i, due, exp in placed]
     return out, dropped
 
 
@@ -265,10 +277,8 @@ def _command(
         note = f"{nudge_id} ({target.rule} {target.kind}) snoozed {event.minutes} min: {why}"
         return Decision(state=state, dropped=(note,))
     due, expires = spot
-    nudge = _word(draft, profile.user_id, due, expires, due, False)
-    nudge = replace(
-        nudge, nudge_id=nudge_id, data=tuple(sorted((*kept, ("snoozed_from", original))))
-    )
+    nudge = _word(draft, profile.user_id, nudge_id, due, expires, due, False)
+    nudge = replace(nudge, data=tuple(sorted((*kept, ("snoozed_from", original)))))
     worded = deliver(nudge, profile, state, due)
     if worded is None:
         note = f"{nudge_id} ({target.rule} {target.kind}) snoozed: it no longer applies then"
@@ -296,7 +306,7 @@ def reconcile(
 
     A nudge already sent is never sent or cancelled again; a snoozed copy is the user's own
     doing, and no re-decision cancels it."""
-    wanted = {p.nudge.nudge_id: p for p in placed}
+    wanted = {p.nudge_id: p for p in placed}
     known = {p.nudge_id: p for p in state.planned}
     keep = [
         p
@@ -312,7 +322,7 @@ def reconcile(
         if old is not None and (old.sent or old.manual or old.digest == p.digest):
             continue
         schedule.append(p.nudge)
-        keep.append(Planned(nudge_id, p.digest, p.nudge.expires_at))
+        keep.append(Planned(nudge_id, p.digest, p.expires))
     return Decision(
         state=replace(state, planned=tuple(keep)),
         nudges=tuple(schedule),
@@ -330,11 +340,11 @@ def deliver(nudge: Nudge, profile: Profile, state: UserState, now: datetime) -> 
         return None
     placed, _ = derive(profile, state, now, expiring=not snoozed)
     for p in placed:
-        if p.nudge.nudge_id != original:
+        if p.nudge_id != original:
             continue
-        fresh = p.nudge
-        if fresh.due_at > now + timedelta(minutes=1):
+        if p.due > now + timedelta(minutes=1):
             return None  # deferred again: not its moment
+        fresh = p.nudge
         data = dict(fresh.data)
         if snoozed:
             data["snoozed_from"] = original

@@ -420,8 +420,11 @@ class NudgeSummary:
     @classmethod
     def of(cls, nudge: Nudge) -> NudgeSummary:
         """The summary of a nudge that went out (not yet acknowledged)."""
-        shared = {f.name for f in fields(cls)} - {"acknowledged"}
-        return cls(**{name: getattr(nudge, name) for name in shared})
+        return cls(**{name: getattr(nudge, name) for name in _SUMMARY_FIELDS})
+
+
+# What a summary copies from its nudge: named once (fields() per nudge cost 2.5% of a burst).
+_SUMMARY_FIELDS = tuple(f.name for f in fields(NudgeSummary) if f.name != "acknowledged")
 
 
 @dataclass(frozen=True)
