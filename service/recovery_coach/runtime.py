@@ -43,7 +43,7 @@ from .mqtt_link import Inbound, MqttLink
 from .outbox import InFlight, Outbox
 from .people import People
 from .shards import WHOLE, Fence, Shard, default_instance
-from .store import Members, SqlRepository, make_engine
+from .store import Checkpointer, Members, SqlRepository, make_engine
 from .store.reshard import ShardCountInUseError, reshard
 from .store.schema import jobs_table
 from .store_check import shown, store_problem
@@ -90,8 +90,14 @@ class Service:
             jobs_table(shard.jobs_table).create(self.engine, checkfirst=True)
         else:  # a store last run sharded: its jobs come back to one table
             reshard(self.engine, 1)
+        # Sharded, the shards share the instance's engine: SQLite checkpoints as it does.
+        self.checkpointer = None if run else Checkpointer.of(self.engine)
         self.repo = SqlRepository(
-            self.engine, self.profiles, shard, run.fence.on_cursor if run else None
+            self.engine,
+            self.profiles,
+            shard,
+            run.fence.on_cursor if run else None,
+            self.checkpointer,
         )
         self.members = Members(self.engine, shard, run.fence.on_connection if run else None)
         # People set up over MQTT join the YAML's users (their profiles are in the store).
@@ -215,6 +221,8 @@ class Service:
         self._thread.join(timeout)
         self.link.stop(offline=offline)
         self.scheduler.shutdown()
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         if self.run is None:
             jobs.bind(None)
             self.engine.dispose()

@@ -3,11 +3,13 @@ in one SQLAlchemy engine (SQLite by default, any URL by config).
 
 - schema.py: the tables, the state codec, the engine, the schema version and migrations;
 - sql.py: the worker's own DBAPI connection (the hot path), the chunked IN written once;
+- checkpoint.py: SQLite's log copied back by a thread of its own, not inside a commit;
 - repository.py: the handler's repository (reads, decisions staged);
 - unit_of_work.py: the batch's unit of work, the only writer (one transaction);
 - queries.py: the shell's reads, and the start-up writes of who the users are.
 """
 
+from .checkpoint import Checkpointer
 from .queries import Members, Queries
 from .repository import SqlRepository
 from .schema import (
@@ -43,6 +45,7 @@ __all__ = [
     "PENDING",
     "PUBLISHED",
     "SCHEMA_VERSION",
+    "Checkpointer",
     "Members",
     "OutboxRow",
     "Queries",

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from ..models import Nudge, Profile, UserState
 from ..shards import WHOLE, Shard
+from .checkpoint import Checkpointer
 from .queries import Queries
 from .schema import decode_state
 from .sql import CHUNK, RawSql, marks
@@ -29,10 +30,11 @@ class SqlRepository:
         profiles: dict[str, Profile],
         shard: Shard = WHOLE,
         fence: Callable[[RawSql, Any], None] | None = None,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self.engine = engine
         self.profiles = profiles
-        self.sql = RawSql(engine)
+        self.sql = RawSql(engine, checkpointer)
         self.queries = Queries(engine, self.sql, shard)
         self.uow = UnitOfWork(self.sql, profiles, shard.jobs_table, fence)
         self.uow.on_commit = self._states_committed

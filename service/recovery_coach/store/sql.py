@@ -10,6 +10,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from .checkpoint import Checkpointer
+
 CHUNK = 400  # ids per IN (...) list: well under SQLite's 999 bound parameters
 
 
@@ -18,8 +20,9 @@ def marks(n: int) -> str:
 
 
 class RawSql:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, checkpointer: Checkpointer | None = None) -> None:
         self.engine = engine
+        self.checkpointer = checkpointer  # SQLite: copies the log back off the commit path
         self._raw: Any = None
         self._qmark = engine.dialect.paramstyle == "qmark"
 
@@ -29,6 +32,8 @@ class RawSql:
     def cursor(self) -> Any:
         if self._raw is None:
             self._raw = self.engine.raw_connection()
+            if self.checkpointer is not None:
+                self.checkpointer.adopt(self._raw)
         return self._raw.cursor()
 
     def query(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -75,6 +80,8 @@ class RawSql:
 
     def commit(self) -> None:
         self._raw.commit()
+        if self.checkpointer is not None:
+            self.checkpointer.committed()
 
     def end_reads(self) -> None:
         """End the read transaction a driver may have opened (PostgreSQL), between batches."""
