@@ -104,8 +104,10 @@ def test_other_connections_keep_sqlites_own_checkpoints(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_no_thread_for_memory_or_postgres() -> None:
+def test_no_thread_for_memory_postgres_or_a_uri(tmp_path: Path) -> None:
     assert Checkpointer.of(make_engine("sqlite://")) is None
+    uri = create_engine(f"sqlite:///file:{tmp_path / 'u.db'}?mode=rwc&uri=true")
+    assert Checkpointer.of(uri) is None
     pg = create_engine("postgresql+psycopg://localhost/test")  # not connected
     assert Checkpointer.of(pg) is None
 

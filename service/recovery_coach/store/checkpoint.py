@@ -45,9 +45,12 @@ class Checkpointer:
     @classmethod
     def of(cls, engine: Engine) -> Checkpointer | None:
         """One for a file SQLite store; None for memory or PostgreSQL (which checkpoints
-        in a process of its own)."""
+        in a process of its own), and for a URI or query-string URL, whose file this
+        thread's plain connection might not name (SQLite then checkpoints as it does)."""
         db = engine.url.database
         if engine.dialect.name != "sqlite" or not db or db == ":memory:":
+            return None
+        if db.startswith("file:") or engine.url.query:
             return None
         return cls(db)
 
