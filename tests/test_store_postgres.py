@@ -7,6 +7,7 @@ machines); where it is not installed at all the tests say so and skip.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,19 +15,24 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from mosquitto import BrokerFactory
 from postgres import admin_engine, new_database
+from recovery_coach.jobs import JobRow
+from recovery_coach.models import UserState
 from recovery_coach.store import (
     EVENT_IDS_KEPT_S,
     NUDGES_KEPT_S,
     SqlRepository,
     handled_events,
+    jobs,
     make_engine,
     nudges,
+    user_states,
 )
 from service_process import Recorder, ServiceProcess, publish, user_config, workout
-from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy import create_engine, func, insert, select, text
 
 
 @pytest.fixture(scope="module")
@@ -387,3 +393,37 @@ def test_a_cancelled_nudge_planned_again_is_stored_and_scheduled_again(store_url
     with engine.begin() as conn:
         conn.execute(nudges.delete().where(nudges.c.user_id == "again"))
     engine.dispose()
+
+
+def test_a_failing_statement_among_the_batch_writes_rolls_back_all_of_them(
+    store_url: str,
+) -> None:
+    """On PostgreSQL the batch's writes after the states go in one pipeline, whose errors
+    arrive only at its end: the failure still surfaces from `commit`, and the state written
+    before it in the same transaction is gone with it."""
+    engine = make_engine(store_url)
+    repo = SqlRepository(engine, {})
+    with engine.begin() as conn:  # a job row the batch does not know of: its insert fails
+        conn.execute(insert(jobs).values(id="pipe-dup", next_run_time=1e10, job_state=b"x"))
+    try:
+        repo.uow.state("pipe", UserState())
+        repo.uow.job(JobRow("pipe-dup", 1e10, b"y"))
+        with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
+            repo.uow.commit()
+        repo.uow.rollback()
+        assert _state_rows(engine, "pipe") == 0
+        repo.uow.state("pipe", UserState())  # the same batch without the bad row goes in
+        repo.uow.commit()
+        assert _state_rows(engine, "pipe") == 1
+    finally:
+        repo.sql.drop()
+        with engine.begin() as conn:  # the module's other tests share the database
+            conn.execute(jobs.delete().where(jobs.c.id == "pipe-dup"))
+            conn.execute(user_states.delete().where(user_states.c.user_id == "pipe"))
+        engine.dispose()
+
+
+def _state_rows(engine: Any, user: str) -> int:
+    with engine.connect() as conn:
+        q = select(func.count()).select_from(user_states).where(user_states.c.user_id == user)
+        return int(conn.execute(q).scalar() or 0)

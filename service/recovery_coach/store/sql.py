@@ -78,6 +78,14 @@ class RawSql:
             chunk = list(ids[i : i + CHUNK])
             self.execute(cur, template.format(marks(len(chunk))), [*before, *chunk, *after])
 
+    def pipelined(self) -> contextlib.AbstractContextManager[Any]:
+        """Statements sent without waiting for each answer, where the driver can (psycopg's
+        pipeline mode: one round trip instead of one per statement); an error surfaces at
+        the end of the block at the latest."""
+        if self._qmark or self._raw is None:
+            return contextlib.nullcontext()
+        return self._raw.driver_connection.pipeline()  # type: ignore[no-any-return]
+
     def commit(self) -> None:
         self._raw.commit()
         if self.checkpointer is not None:

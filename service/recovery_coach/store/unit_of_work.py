@@ -205,6 +205,12 @@ class UnitOfWork:
             self.resolve()
         existing = self._existing or {}
         write_states(self.sql, cur, self.states, self.state_rows, now)
+        # The rest needs no answer before the commit: PostgreSQL gets it in one round trip
+        # (write_states reads its UPDATE's row count, so it goes first).
+        with self.sql.pipelined():
+            self._write_rest(cur, now, existing)
+
+    def _write_rest(self, cur: Any, now: float, existing: dict[str, str]) -> None:
         # A message's first delivery may reuse the id of an old one (a packet id that came
         # round again, see inbound.derived_event_id): the row is already there.
         self.sql.many(
@@ -253,7 +259,9 @@ class UnitOfWork:
         if self._meta:
             self.sql.execute_in(cur, "DELETE FROM rc_meta WHERE key IN ({})", sorted(self._meta))
             self.sql.many(
-                cur, "INSERT INTO rc_meta (key, value) VALUES (?, ?)", sorted(self._meta.items())
+                cur,
+                "INSERT INTO rc_meta (key, value) VALUES (?, ?)",
+                sorted(self._meta.items()),
             )
 
     def _outbox_values(self, n: Nudge) -> tuple[Any, ...]:
