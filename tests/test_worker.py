@@ -11,6 +11,7 @@ from pytest_mock import MockerFixture
 from recovery_coach.config import parse_config
 from recovery_coach.mqtt_link import Inbound
 from recovery_coach.simulate import Simulation
+from recovery_coach.work import DayStart
 from service_process import user_config
 from sqlalchemy.exc import OperationalError
 
@@ -49,3 +50,18 @@ def test_nothing_is_acknowledged_or_published_before_its_commit(mocker: MockerFi
     assert len(ids) == len(set(ids))
     assert {n["kind"] for n in nudges} >= {"cooldown_start"}
     assert sim.worker.health.store_error is None  # recovered, and says so
+
+
+def test_a_batch_of_day_starts_reads_its_handled_ids_in_one_query(mocker: MockerFixture) -> None:
+    """At start every user's day may begin at once: one query for the batch (on
+    PostgreSQL each was a round trip: a quarter of the start-up's worker time)."""
+    users = [f"u{i}" for i in range(50)]
+    sim = Simulation(parse_config({"users": {u: user_config() for u in users}}))
+    sim.now = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
+    query = mocker.spy(sim.repo.sql, "query")
+    sim.worker.safely([DayStart(u) for u in users])
+    reads = [c for c in query.call_args_list if "rc_handled_events" in c.args[0]]
+    assert len(reads) == 1
+    assert sim.worker.health.events_handled == len(users)
+    sim.worker.safely([DayStart(u) for u in users])  # the same ticks again: duplicates
+    assert sim.worker.health.duplicates == len(users)

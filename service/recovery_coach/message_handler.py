@@ -102,9 +102,12 @@ class MessageHandler:
             return Outcome(user=parsed.user, event_id=parsed.event_id, refused=parsed)
         return self._apply(parsed, received_at)
 
+    def day_event(self, user: str, now: datetime) -> DayStarted:
+        """The user's day tick at `now` (the worker reads its handled ids in one query)."""
+        return DayStarted(coach.day_event_id(self.profiles[user], now), now)
+
     def day_started(self, user: str, now: datetime) -> Outcome:
-        profile = self.profiles[user]
-        event = DayStarted(coach.day_event_id(profile, now), now)
+        event = self.day_event(user, now)
         return self._apply(Accepted(user, Topics(self.base).day(user), event), now)
 
     def profile_changed(self, user: str, now: datetime) -> Outcome:

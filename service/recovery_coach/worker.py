@@ -186,9 +186,13 @@ class Worker:
                 and self.topics.health_auto_export_user(item.topic) is None
             ):
                 parsed[i] = self.intake.parse(item, b.now)
-        self.repo.prefetch_seen(
-            (p.user, dedupe_key(p.event)) for p in parsed.values() if isinstance(p, Accepted)
-        )
+        seen = [(p.user, dedupe_key(p.event)) for p in parsed.values() if isinstance(p, Accepted)]
+        seen += [  # at start every user's day may begin: one query, not one per user
+            (w.user, dedupe_key(self.handler.day_event(w.user, b.now)))
+            for w in batch
+            if isinstance(w, DayStart) and w.user in self.profiles
+        ]
+        self.repo.prefetch_seen(seen)
         outcomes: list[Outcome] = []
         for i, item in enumerate(batch):
             match item:
