@@ -12,12 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pytest_mock import MockerFixture
 from recovery_coach.store import Checkpointer, make_engine
 from recovery_coach.store.checkpoint import SAFETY_NET_PAGES
 from recovery_coach.store.sql import RawSql
 from sqlalchemy import create_engine
 
-ROW = "x" * 3000  # about a page per commit
+ROW = "x" * 3000  # most of a page; a commit with its index and table pages writes ~6
 
 
 def _wait(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
@@ -33,7 +34,7 @@ def _passed(cp: Checkpointer, before: int) -> Callable[[], bool]:
 
 
 def _commits(sql: RawSql, n: int, cp: Checkpointer | None) -> None:
-    """n commits of about a page each; with a checkpointer, each of its turns is awaited
+    """n commits of one row each; with a checkpointer, each of its turns is awaited
     (a stream with gaps, as events arrive)."""
     for i in range(n):
         cur = sql.cursor()
@@ -128,3 +129,23 @@ def test_close_ends_the_thread(tmp_path: Path) -> None:
     cp = Checkpointer(str(tmp_path / "cp.db"))
     cp.close()
     assert not cp._thread.is_alive()
+
+
+def test_failing_checkpoints_are_said_once_and_their_end_too(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mocker: MockerFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, "recovery_coach.store.checkpoint")
+    cp = Checkpointer(str(tmp_path / "cp.db"), every=1)
+    failure = sqlite3.OperationalError("disk I/O error")
+    run = mocker.patch.object(cp, "_checkpoint", side_effect=[failure, failure, failure, None])
+    try:
+        for turn in range(1, 5):
+            cp.committed()
+            _wait(lambda t=turn: run.call_count >= t, f"checkpoint turn {turn}")  # type: ignore[misc]
+        _wait(lambda: "work again" in caplog.text, "the recovery to be said")
+    finally:
+        cp.close()
+    said = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert said.count((logging.WARNING, "WAL checkpoint failed: disk I/O error")) == 1
+    assert said.count((logging.DEBUG, "WAL checkpoint failed: disk I/O error")) == 2
+    assert (logging.WARNING, "WAL checkpoints work again") in said

@@ -35,7 +35,8 @@ class Checkpointer:
     def __init__(self, path: str, every: int = CHECKPOINT_EVERY) -> None:
         self.path = path
         self.every = every
-        self.passes = 0  # checkpoint passes run (tests and diagnostics read it)
+        self.passes = 0  # checkpoint passes run (the tests wait on it)
+        self._failing = False  # said once per run of failures, not once per pass
         self._commits = 0
         self._due = threading.Event()
         self._stopping = False
@@ -85,7 +86,13 @@ class Checkpointer:
                 try:
                     self._checkpoint(conn)
                 except sqlite3.Error as exc:  # the safety net checkpoints meanwhile
-                    log.warning("WAL checkpoint failed: %s", exc)
+                    level = logging.DEBUG if self._failing else logging.WARNING
+                    log.log(level, "WAL checkpoint failed: %s", exc)
+                    self._failing = True
+                    continue
+                if self._failing:
+                    self._failing = False
+                    log.warning("WAL checkpoints work again")
         finally:
             conn.close()
 
