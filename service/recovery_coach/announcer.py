@@ -24,6 +24,12 @@ from .transport import Transport
 from .work import Announce, AnnounceMore, Work
 
 CHUNK = 200  # users' discovery and state per batch while announcing
+# A changed state waits behind the nudges: it goes out when the worker is idle, at most once
+# per STATE_EVERY_S per user (a burst of their events), the last change always included;
+# under a long burst, CHUNK at a time once held MAX_HOLD_S. A dashboard needs no more, and
+# sent with each batch's nudges the states delayed the next batch's by a sixth.
+STATE_EVERY_S = 0.5
+MAX_HOLD_S = 1.0
 
 
 class Announcer:
@@ -51,6 +57,9 @@ class Announcer:
         self._queued = False  # an AnnounceMore is on the queue
         self._fingerprint = ""  # of a full announce in progress
         self._stale: set[str] = set()  # state changed while the broker was away
+        self._last_state: dict[str, float] = {}  # user -> when their state last went out
+        # user -> (held since, due): oldest first, as a dict keeps its insertion order
+        self._held: dict[str, tuple[float, float]] = {}
 
     @property
     def pending(self) -> bool:
@@ -82,11 +91,51 @@ class Announcer:
         self._queued = False
 
     def state(self, user: str, now: datetime) -> None:
+        """The user's state changed: held until `release`."""
         if user not in self.profiles:
             return
         if not self.transport.is_connected():
             self._stale.add(user)  # published on the next connect
             return
+        if user in self._held:
+            return
+        t = now.timestamp()
+        last = self._last_state.get(user)
+        self._held[user] = (t, t if last is None else max(t, last + STATE_EVERY_S))
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
+
+    def release(self, now: datetime, *, idle: bool, everything: bool = False) -> None:
+        """Publish the held states that are due: when the worker is `idle`, all of them;
+        while it is busy, CHUNK of those held MAX_HOLD_S; when stopping, `everything`."""
+        t = now.timestamp()
+        if everything:
+            due = list(self._held)
+        elif idle:
+            due = [u for u, (_, at) in self._held.items() if at <= t]
+        else:
+            due = []
+            for user, (since, at) in self._held.items():
+                if t - since < MAX_HOLD_S or len(due) == CHUNK:
+                    break  # the rest were held later
+                if at <= t:
+                    due.append(user)
+        for user in due:
+            del self._held[user]
+            if user not in self.profiles:
+                continue
+            if self.transport.is_connected():
+                self._publish_state(user, now)
+            else:
+                self._stale.add(user)
+        if len(self._last_state) > 4 * CHUNK:  # only the last STATE_EVERY_S matters
+            self._last_state = {u: a for u, a in self._last_state.items() if t - a < STATE_EVERY_S}
+
+    def _publish_state(self, user: str, now: datetime) -> None:
+        self._held.pop(user, None)
+        self._last_state[user] = now.timestamp()
         view = state_view(self.profiles[user], self.repo.peek(user), now)
         self.transport.publish(self.topics.state(user), json.dumps(view), qos=1, retain=True)
 
@@ -127,7 +176,7 @@ class Announcer:
                     availability=self.topics.status,
                 ):
                     self.transport.publish(topic, payload, qos=1, retain=True)
-            self.state(user, now)
+            self._publish_state(user, now)
         if self._todo:
             if not self._queued:
                 self._queued = True

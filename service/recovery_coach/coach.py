@@ -361,17 +361,23 @@ def deliver(nudge: Nudge, profile: Profile, state: UserState, now: datetime) -> 
     return None
 
 
-def published(state: UserState, nudge: Nudge) -> UserState:
-    """The state once a nudge has gone out: it becomes the last nudge, ack/snooze can find it,
-    and no re-decision sends or cancels it again."""
-    summary = NudgeSummary.of(nudge)
-    recent = tuple(n for n in state.recent_nudges if n.nudge_id != nudge.nudge_id)
+def published(state: UserState, *nudges: Nudge) -> UserState:
+    """The state once these nudges have gone out (in this order): the last becomes the last
+    nudge, ack/snooze can find them, and no re-decision sends or cancels them again. One pass
+    over the plan for any number of nudges."""
+    out = {n.nudge_id: n for n in nudges}
+    if not out:
+        return state
+    recent = tuple(n for n in state.recent_nudges if n.nudge_id not in out)
     planned = tuple(
-        replace(p, sent=True) if p.nudge_id == nudge.nudge_id else p for p in state.planned
+        replace(p, sent=True) if p.nudge_id in out and not p.sent else p for p in state.planned
     )
-    if not any(p.nudge_id == nudge.nudge_id for p in planned):
-        planned = (*planned, Planned(nudge.nudge_id, "", nudge.expires_at, sent=True))
-    return replace(state, recent_nudges=(*recent, summary)[-RECENT_NUDGES:], planned=planned)
+    known = {p.nudge_id for p in planned if p.nudge_id in out}
+    planned += tuple(
+        Planned(i, "", n.expires_at, sent=True) for i, n in out.items() if i not in known
+    )
+    summaries = tuple(NudgeSummary.of(n) for n in out.values())
+    return replace(state, recent_nudges=(*recent, *summaries)[-RECENT_NUDGES:], planned=planned)
 
 
 def next_day_start(profile: Profile, now: datetime) -> datetime:

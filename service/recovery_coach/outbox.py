@@ -26,26 +26,32 @@ log = logging.getLogger(__name__)
 
 class InFlight:
     """Nudges handed to paho and awaiting PUBACK; bounded by what is on the wire: an entry
-    leaves once its PUBACK's mark is committed (the row's status then says published)."""
+    leaves once its PUBACK's mark is committed (the row's status then says published).
+    A nudge is `recorded` when the state committed before its publish already names it sent;
+    the others change their user's state at their PUBACK."""
 
     def __init__(self) -> None:
-        self._by_mid: dict[int, Nudge] = {}
+        self._by_mid: dict[int, tuple[Nudge, bool]] = {}
         self._ids: set[str] = set()
-        self._per_user: dict[str, int] = {}
+        self._per_user: dict[str, int] = {}  # nudges not recorded, per user
 
-    def add(self, mid: int, nudge: Nudge) -> None:
-        self._by_mid[mid] = nudge
+    def add(self, mid: int, nudge: Nudge, *, recorded: bool = False) -> None:
+        self._by_mid[mid] = (nudge, recorded)
         self._ids.add(nudge.nudge_id)
-        self._per_user[nudge.user] = self._per_user.get(nudge.user, 0) + 1
+        if not recorded:
+            self._per_user[nudge.user] = self._per_user.get(nudge.user, 0) + 1
 
-    def get(self, mid: int) -> Nudge | None:
+    def get(self, mid: int) -> tuple[Nudge, bool] | None:
         return self._by_mid.get(mid)
 
     def done(self, mid: int) -> None:
-        nudge = self._by_mid.pop(mid, None)
-        if nudge is None:
+        entry = self._by_mid.pop(mid, None)
+        if entry is None:
             return
+        nudge, recorded = entry
         self._ids.discard(nudge.nudge_id)
+        if recorded:
+            return
         left = self._per_user.pop(nudge.user, 1) - 1
         if left > 0:
             self._per_user[nudge.user] = left
@@ -54,7 +60,7 @@ class InFlight:
         return nudge_id in self._ids
 
     def waiting(self, user: str) -> bool:
-        """Whether a nudge of `user` still awaits its PUBACK."""
+        """Whether a nudge of `user` awaits the PUBACK that changes the user's state."""
         return user in self._per_user
 
     def __len__(self) -> int:
@@ -80,8 +86,11 @@ class Outbox:
         self.inflight = InFlight()
         self._away_logged = False  # "broker away" said for this outage
 
-    def publish(self, nudge: Nudge, now: datetime, payload: str | None = None) -> None:
-        """Publish a nudge; `payload` is its JSON when the outbox already holds it."""
+    def publish(
+        self, nudge: Nudge, now: datetime, payload: str | None = None, *, recorded: bool = False
+    ) -> None:
+        """Publish a nudge; `payload` is its JSON when the outbox already holds it, and
+        `recorded` says the committed state already names it sent (InFlight)."""
         if not self.transport.is_connected():
             # Once per outage: the outbox holds them all and the connect sends them.
             if not self._away_logged:
@@ -99,7 +108,7 @@ class Outbox:
             self.topics.nudge(nudge.user), payload, qos=1, expiry_seconds=expiry
         )
         if mid is not None:
-            self.inflight.add(mid, nudge)
+            self.inflight.add(mid, nudge, recorded=recorded)
             log.debug(  # at INFO this line cost more than deciding the nudge
                 "nudge %s (%s %s) published for %s",
                 nudge.nudge_id,
@@ -135,16 +144,19 @@ class Outbox:
             if not self.inflight.holds(r.nudge_id)
         ]
 
-    def puback(self, mid: int) -> Nudge | None:
-        """Stage the PUBACK's mark (and the user's state naming the nudge); returns the nudge,
-        None if `mid` was no nudge. The in-flight entry goes in `stored`, after the commit."""
-        nudge = self.inflight.get(mid)
-        if nudge is None:
+    def puback(self, mid: int) -> tuple[Nudge, bool] | None:
+        """Stage the PUBACK's mark, and the user's state naming the nudge unless the state
+        already does; returns the nudge and whether its user's state was staged, None if
+        `mid` was no nudge. The in-flight entry goes in `stored`, after the commit."""
+        entry = self.inflight.get(mid)
+        if entry is None:
             return None
+        nudge, recorded = entry
         self.repo.uow.published(nudge.nudge_id, time.time())
-        if nudge.user in self.profiles:
-            self.repo.uow.state(nudge.user, self.handler.nudge_published(nudge.user, nudge))
-        return nudge
+        if recorded or nudge.user not in self.profiles:
+            return nudge, False
+        self.repo.uow.state(nudge.user, self.handler.nudge_published(nudge.user, nudge))
+        return nudge, True
 
     def stored(self, mids: list[int]) -> None:
         """These PUBACKs' marks are committed."""

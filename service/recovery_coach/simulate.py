@@ -219,6 +219,7 @@ class Simulation:
             items = []
             while not self.queue.empty():
                 items.append(self.queue.get_nowait())
+        self.worker.announcer.release(at, idle=True)  # quiet until the next step
         for sent in self.transport.sent[self._seen :]:
             user = self.topics.user_of(sent.topic) if sent.payload else None
             if user is not None and sent.topic == self.topics.nudge(user):

@@ -73,6 +73,7 @@ class Batch:
     acks: list[tuple[int, int]] = field(default_factory=list)
     refusals: list[Refused] = field(default_factory=list)
     immediate: list[Nudge] = field(default_factory=list)  # due now: published at once
+    recorded: bool = False  # the immediate nudges are sent in the states this batch commits
     fire: list[Fire] = field(default_factory=list)
     published: list[int] = field(default_factory=list)  # mids whose PUBACK is now stored
     changed: set[str] = field(default_factory=set)  # users whose state changed

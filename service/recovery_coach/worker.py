@@ -3,8 +3,9 @@
 `Effects`, at the end of this file).
 
     pump the socket -> take a batch from the queue -> rate limits -> parse -> dedupe
-    -> decide (coach) -> stage jobs and outbox rows -> ONE commit -> publish what is due
-    now -> acknowledge the messages -> wake APScheduler if a job is due before it wakes
+    -> decide (coach) -> place what the batch left staged: a job row, or due now (its
+    user's state names it sent) -> ONE commit -> publish what is due now -> acknowledge
+    the messages -> wake APScheduler if a job is due before it wakes
 
 A message is acknowledged only after its decisions are committed, so a crash before the
 commit means redelivery, and a redelivered event is recognised by its id and adds nothing.
@@ -26,13 +27,13 @@ from typing import assert_never
 
 from . import jobs
 from .announcer import Announcer
-from .coach import next_day_start
+from .coach import next_day_start, published
 from .config import RateLimitConfig
 from .health import Health
 from .inbound import Accepted, Refused
 from .intake import Intake
 from .message_handler import MessageHandler, Outcome
-from .models import Profile, dedupe_key
+from .models import Nudge, Profile, dedupe_key
 from .mqtt_link import Inbound
 from .outbox import Outbox
 from .people import People
@@ -121,12 +122,16 @@ class Worker:
                     break
             if batch:
                 self.safely(batch)
+            if self.announcer.holding:  # changed states: out when idle (announcer.py)
+                self.announcer.release(self.clock(), idle=not batch)
         self.drain()
 
     def drain(self) -> None:
         """Stopping: wait up to DRAIN_SECONDS for the PUBACKs of what was published and
         commit them, so a clean stop sends nothing twice after the restart. Nothing else is
-        taken: unacknowledged messages come back, and due nudges are sent at the next start."""
+        taken: unacknowledged messages come back, and due nudges are sent at the next start.
+        States held back go out first (they are retained: the last one must stand)."""
+        self.announcer.release(self.clock(), idle=True, everything=True)
         until = time.monotonic() + DRAIN_SECONDS
         inflight = self.outbox.inflight
         while inflight and self.transport.is_connected() and time.monotonic() < until:
@@ -218,10 +223,10 @@ class Worker:
                 case Fire():
                     b.fire.append(item)
                 case PubAck(mid=mid):
-                    nudge = self.outbox.puback(mid)
-                    if nudge is not None:  # else not a nudge
+                    if (acked := self.outbox.puback(mid)) is not None:  # else not a nudge
                         b.published.append(mid)
-                        if nudge.user in self.profiles:
+                        nudge, restated = acked
+                        if restated:
                             b.changed.add(nudge.user)
                 case Missed(job_id=job_id):
                     self.outbox.missed(job_id)
@@ -242,13 +247,21 @@ class Worker:
                     b.diagnostics = True
                 case _:
                     assert_never(item)
-        # Nudges that already went out are never sent again (stable ids): one query for the
-        # whole batch, then job rows for the rest.
-        sent = self.repo.uow.resolve() if outcomes else set()
         for out in outcomes:
-            if sent:
-                out.scheduled = [n for n in out.scheduled if n.nudge_id not in sent]
             self._absorb(out, b)
+        # What the batch leaves staged is what it decided: a nudge planned by one event and
+        # cancelled or reworded by a later one in the same batch goes out as the last one
+        # left it, or not at all. Nudges that already went out are never sent again (stable
+        # ids): one query for the whole batch, then job rows for the rest.
+        if outcomes:
+            self.repo.uow.resolve()
+        for nudge in self.repo.uow.staged_nudges():
+            if nudge.due_at <= b.now + IMMEDIATE:
+                b.immediate.append(nudge)
+            else:
+                self.repo.uow.job(self.scheduler.nudge_row(nudge))
+                b.jobs_added = True
+        self._record_sent(b)
         b.earliest_job = self.repo.uow.earliest_job()
         if self.repo.uow.pending():
             self.repo.uow.commit()
@@ -258,7 +271,7 @@ class Worker:
         return b
 
     def _absorb(self, out: Outcome, b: Batch) -> None:
-        """Stage jobs for the outcome's nudges; the ones due now are published after the commit."""
+        """Count the outcome; its nudges are staged already (placed once the batch is decided)."""
         if out.refused is not None:
             b.refused += 1
             b.refusals.append(out.refused)
@@ -269,14 +282,23 @@ class Worker:
             return
         b.handled += 1
         b.cancelled |= bool(out.cancelled)
-        for nudge in out.scheduled:
-            if nudge.due_at <= b.now + IMMEDIATE:
-                b.immediate.append(nudge)
-            else:
-                self.repo.uow.job(self.scheduler.nudge_row(nudge))
-                b.jobs_added = True
         if out.user is not None:
             b.changed.add(out.user)
+
+    def _record_sent(self, b: Batch) -> None:
+        """The nudges due now are published right after the commit: the states committed
+        with them already name them sent (and the last nudge), so their PUBACKs only mark the
+        outbox, and the user's state goes out with the nudges. With the broker away they
+        wait in the outbox, and their PUBACKs record them as the fired ones' do."""
+        if not b.immediate or not self.transport.is_connected():
+            return
+        b.recorded = True
+        per_user: dict[str, list[Nudge]] = {}
+        for nudge in b.immediate:
+            per_user.setdefault(nudge.user, []).append(nudge)
+        for user, nudges in per_user.items():
+            if user in self.profiles:
+                self.repo.uow.state(user, published(self.repo.load(user), *nudges))
 
 
 # ---------------------------------------------------------------- after the commit
@@ -308,7 +330,9 @@ class Effects:
         # thread then queries the job table, competing for the GIL) come after.
         for nudge in b.immediate:
             if nudge.user in self.profiles:  # else removed later in the batch
-                self.outbox.publish(nudge, b.now, b.payloads.get(nudge.nudge_id))
+                self.outbox.publish(
+                    nudge, b.now, b.payloads.get(nudge.nudge_id), recorded=b.recorded
+                )
         for mid, qos in b.acks:
             self.transport.ack(mid, qos)
         self.scheduler.committed(b.earliest_job if b.jobs_added else None, cancelled=b.cancelled)
@@ -336,8 +360,8 @@ class Effects:
         if b.announce is not None:
             self.announcer.announce(full=b.announce)
         for user in b.changed:
-            # A user with nudges still awaiting PUBACK gets one state, after the last one
-            # (it names the last nudge), instead of one now and one again a moment later.
+            # A user whose fired nudges await the PUBACK that records them gets one state,
+            # after the last one (it names the last nudge), not one now and one again.
             if not self.outbox.inflight.waiting(user):
                 self.announcer.state(user, b.now)
         if b.diagnostics or b.handled:

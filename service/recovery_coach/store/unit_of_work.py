@@ -143,6 +143,10 @@ class UnitOfWork:
             self._jobs.pop(nudge_id, None)
         return done
 
+    def staged_nudges(self) -> list[Nudge]:
+        """The nudges this batch will write, as its last decision left each."""
+        return list(self._nudges.values())
+
     def pending(self) -> bool:
         """Whether anything is staged."""
         return bool(
