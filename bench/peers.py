@@ -52,6 +52,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_until_quiet(pid: int, cpu0: float, *, step: float = 0.25, most: float = 20.0) -> float:
+    """CPU a process spent since `cpu0`, once it has settled (less than 4% of a core over
+    `step`): what a burst cost, the work it left for later included (a service that defers
+    its states past the last first nudge still pays for them)."""
+    until = time.monotonic() + most
+    last = cpu_seconds(pid)
+    while time.monotonic() < until:
+        time.sleep(step)
+        now = cpu_seconds(pid)
+        if now - last < 0.04 * step:
+            return now - cpu0
+        last = now
+    return last - cpu0
+
+
 class Peer:
     name = ""
 
