@@ -58,6 +58,7 @@ class Announcer:
         self._fingerprint = ""  # of a full announce in progress
         self._stale: set[str] = set()  # state changed while the broker was away
         self._last_state: dict[str, float] = {}  # user -> when their state last went out
+        self._prune_above = 4 * CHUNK  # _last_state's size that sets off the next prune
         # user -> (held since, due): oldest first, as a dict keeps its insertion order
         self._held: dict[str, tuple[float, float]] = {}
 
@@ -130,8 +131,11 @@ class Announcer:
                 self._publish_state(user, now)
             else:
                 self._stale.add(user)
-        if len(self._last_state) > 4 * CHUNK:  # only the last STATE_EVERY_S matters
+        if len(self._last_state) > self._prune_above:  # only the last STATE_EVERY_S matters
             self._last_state = {u: a for u, a in self._last_state.items() if t - a < STATE_EVERY_S}
+            # Not again until it has doubled: a burst of many users' states would otherwise
+            # rebuild the map at every release.
+            self._prune_above = max(4 * CHUNK, 2 * len(self._last_state))
 
     def _publish_state(self, user: str, now: datetime) -> None:
         self._held.pop(user, None)

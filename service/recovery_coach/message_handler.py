@@ -150,9 +150,9 @@ class MessageHandler:
         out.cancelled = list(decision.cancel)
         return out
 
-    def nudge_published(self, user: str, nudge: Nudge) -> UserState:
-        """Record that a nudge went out; returns the new state to save."""
-        return coach.published(self.repo.load(user), nudge)
+    def nudge_published(self, user: str, *nudges: Nudge) -> UserState:
+        """Record that these nudges went out (in this order); returns the new state to save."""
+        return coach.published(self.repo.load(user), *nudges)
 
     def word(self, nudge: Nudge, now: datetime) -> Nudge | None:
         """The nudge as it reads now, or None (logged) when it no longer applies."""

@@ -27,7 +27,7 @@ from typing import assert_never
 
 from . import jobs
 from .announcer import Announcer
-from .coach import next_day_start, published
+from .coach import next_day_start
 from .config import RateLimitConfig
 from .health import Health
 from .inbound import Accepted, Refused
@@ -298,7 +298,7 @@ class Worker:
             per_user.setdefault(nudge.user, []).append(nudge)
         for user, nudges in per_user.items():
             if user in self.profiles:
-                self.repo.uow.state(user, published(self.repo.load(user), *nudges))
+                self.repo.uow.state(user, self.handler.nudge_published(user, *nudges))
 
 
 # ---------------------------------------------------------------- after the commit
