@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, get_args
 
+from . import vocabulary
 from .models import Focus, Profile
 
 # A first sync sends the whole history: only what ended this recently is today's news.
@@ -27,58 +28,22 @@ TOO_LARGE = (
     "out the heart rate and route data (the workouts alone are enough)"
 )
 
-# Apple's workout types as the app names them, lower-cased: what each is to the rules.
-# Strength takes its focus from the weekly plan for the day; walking is no workout here
-# (Apple records every walk); an unknown type is skipped.
-KINDS: dict[str, tuple[str, str | None]] = {
-    "traditional strength training": ("strength", None),
-    "functional strength training": ("strength", None),
-    "strength training": ("strength", None),
-    "core training": ("strength", "core"),
-    "running": ("cardio", None),
-    "outdoor run": ("cardio", None),
-    "indoor run": ("cardio", None),
-    "cycling": ("cardio", None),
-    "outdoor cycle": ("cardio", None),
-    "indoor cycle": ("cardio", None),
-    "rowing": ("cardio", None),
-    "indoor rowing": ("cardio", None),
-    "swimming": ("cardio", None),
-    "pool swim": ("cardio", None),
-    "open water swim": ("cardio", None),
-    "elliptical": ("cardio", None),
-    "stair stepper": ("cardio", None),
-    "stair climbing": ("cardio", None),
-    "hiking": ("cardio", None),
-    "high intensity interval training": ("class", None),
-    "hiit": ("class", None),
-    "cross training": ("class", None),
-    "mixed cardio": ("class", None),
-    "cardio dance": ("class", None),
-    "kickboxing": ("class", None),
-    "barre": ("class", None),
-    "pilates": ("class", None),
-    "yoga": ("class", None),
-    "spinning": ("class", None),
-    "soccer": ("sport", None),
-    "basketball": ("sport", None),
-    "tennis": ("sport", None),
-    "volleyball": ("sport", None),
-    "american football": ("sport", None),
-    "rugby": ("sport", None),
-    "hockey": ("sport", None),
-    "squash": ("sport", None),
-    "badminton": ("sport", None),
-    "climbing": ("sport", None),
-    "martial arts": ("sport", None),
-    "boxing": ("sport", None),
-}
+# Apple's workout types as the app names them are read by the vocabulary (vocabulary.KINDS
+# holds them beside the watches' words). Strength takes its focus from the weekly plan for
+# the day, but core training is core; walking is no workout here (Apple records every walk).
+CORE_TYPES = frozenset({"core training"})
+
+# Apple records every walk: skipping one is no news to the person.
+UNREPORTED_TYPES = frozenset({"walking", "outdoor walk", "indoor walk"})
 
 
 @dataclass(frozen=True)
 class Skipped:
     workout_id: str
     why: str
+    # Said on the person's error topic: a workout they did that we could not read (its
+    # dates, its id, a type we do not map), not one skipped on purpose (a walk, an old one).
+    report: bool = False
 
 
 class FormatError(ValueError):
@@ -96,6 +61,18 @@ def _time(value: Any) -> datetime:
     if t.tzinfo is None:
         raise ValueError("a time without its zone")
     return t
+
+
+def _unreadable_dates(w: dict[str, Any]) -> str:
+    """Why a workout's time could not be read, with what it said."""
+    said = {k: str(w[k])[:40] for k in ("start", "end", "duration") if k in w}
+    if not said:
+        return "it has no end, and no start and duration: set the export's dates"
+    shown = ", ".join(f"{k} {v!r}" for k, v in said.items())
+    return (
+        f"its time cannot be read ({shown}): dates must be like 2026-03-02 18:30:00 +0100 "
+        "(the app's format) or ISO 8601 with an offset"
+    )
 
 
 def _qty(obj: Any) -> float | None:
@@ -145,14 +122,14 @@ def workouts(
     skipped: list[Skipped] = []
     for w in items:
         if not isinstance(w, dict) or not isinstance(w.get("id"), str) or not w["id"]:
-            skipped.append(Skipped("?", "a workout without an id"))
+            skipped.append(Skipped("?", "a workout without an id", report=True))
             continue
         wid = w["id"][:100]
-        kind = KINDS.get(str(w.get("name", "")).strip().lower())
-        if kind is None:
-            skipped.append(
-                Skipped(wid, f"workout type {str(w.get('name'))[:40]!r} is not one we map")
-            )
+        name = str(w.get("name", "")).strip().lower()
+        workout_kind = None if name in UNREPORTED_TYPES else vocabulary.read_kind(name)
+        if workout_kind is None:
+            why = f"workout type {str(w.get('name'))[:40]!r} is not one we map"
+            skipped.append(Skipped(wid, why, report=name not in UNREPORTED_TYPES))
             continue
         try:
             end = (
@@ -160,13 +137,13 @@ def workouts(
                 if "end" in w
                 else _time(w["start"]) + timedelta(seconds=float(w["duration"]))
             )
-        except (KeyError, TypeError, ValueError):
-            skipped.append(Skipped(wid, "no readable end (or start and duration)"))
+        except (KeyError, TypeError, ValueError, OverflowError):
+            skipped.append(Skipped(wid, _unreadable_dates(w), report=True))
             continue
         if end < received_at - RECENT:
             skipped.append(Skipped(wid, "it ended more than 36 hours ago"))
             continue
-        workout_kind, focus = kind
+        focus: str | None = "core" if name in CORE_TYPES else None
         if workout_kind == "strength" and focus is None:
             planned = profile.plan_for(end.astimezone(profile.tz).weekday())
             focus = planned if planned in get_args(Focus) else None

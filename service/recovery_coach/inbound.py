@@ -12,10 +12,11 @@ import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from . import vocabulary
 from .config import Problem
 from .models import (
     CardioPlanned,
@@ -31,7 +32,6 @@ from .models import (
     Workout,
     WorkoutCompleted,
     WorkoutKind,
-    unknown_muscles,
 )
 from .reasons import what_is_wrong
 from .topics import EVENT_TOPICS, split_topic
@@ -49,17 +49,27 @@ class Accepted:
     # The event's id comes from its packet id and this is the broker's first delivery of
     # it (DUP 0): it cannot have been handled, whatever an old id says (derived_event_id).
     first_delivery: bool = False
+    # What was read past (an unknown muscle name): said on the error topic as warnings.
+    warnings: tuple[str, ...] = ()
+
+    def warned(self) -> list[Refused]:
+        return [
+            Refused(self.user, self.topic, w, self.event.event_id, level="warning")
+            for w in self.warnings
+        ]
 
 
 @dataclass(frozen=True)
 class Refused:
-    """One error object, as published on `<base>/<user>/error` (user None: no valid user)."""
+    """One error object, as published on `<base>/<user>/error` (user None: no valid user).
+    `level` "warning": the message was handled, and this part of it was read past."""
 
     user: str | None
     topic: str
     reason: str
     event_id: str | None = None
     problems: tuple[Problem, ...] = ()  # a refused profile: each field and what is wrong
+    level: Literal["error", "warning"] = "error"
 
     def payload(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -67,6 +77,8 @@ class Refused:
             "reason": self.reason,
             "event_id": self.event_id,
         }
+        if self.level == "warning":  # handled: only this part of it was read past
+            out["level"] = "warning"
         if self.problems:
             out["problems"] = [{"field": p.path, "reason": p.reason} for p in self.problems]
         return out
@@ -94,9 +106,10 @@ class NextCardioIn(BaseModel):
 class WorkoutIn(Payload):
     event_id: EventId
     ended_at: AwareDatetime
-    kind: WorkoutKind
-    focus: Focus | None = None
-    muscle_groups: Annotated[list[Annotated[str, Field(max_length=40)]], Field(max_length=30)] = []
+    # Read through the vocabulary (vocabulary.py): the words devices and apps use.
+    kind: Annotated[str, Field(min_length=1, max_length=60)]
+    focus: Annotated[str, Field(max_length=60)] | None = None
+    muscle_groups: Annotated[list[Annotated[str, Field(max_length=60)]], Field(max_length=60)] = []
     rpe: Rpe | None = None
     duration_min: Annotated[float, Field(gt=0, le=1440)] | None = None
     zone: Annotated[int, Field(ge=1, le=5)] | None = None
@@ -230,7 +243,7 @@ def parse(
     given_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
     event_id = given_id[:128] if given_id else None
     try:
-        event, by_packet = _build(kind, rest, topic, raw, text, received_at, packet_id)
+        event, by_packet, warnings = _build(kind, rest, topic, raw, text, received_at, packet_id)
     except ValidationError as exc:
         return Refused(user, topic, _reasons(exc), event_id)
     except ValueError as exc:
@@ -243,7 +256,9 @@ def parse(
             f"the payload names user '{str(payload_user)[:40]}' but was sent on {user}'s topic",
             event_id,
         )
-    return Accepted(user, topic, event, first_delivery=by_packet and not redelivered)
+    return Accepted(
+        user, topic, event, first_delivery=by_packet and not redelivered, warnings=warnings
+    )
 
 
 def _has_nul(value: Any) -> bool:
@@ -270,28 +285,66 @@ def _check_time(name: str, at: datetime, received_at: datetime) -> None:
         raise ValueError(f"{name} is more than 14 days old ({at.isoformat()})")
 
 
+def read_workout_words(
+    kind: str, focus: str | None, muscles: list[str]
+) -> tuple[WorkoutKind, Focus | None, tuple[str, ...], tuple[str, ...]]:
+    """A workout's kind, focus and muscles as the vocabulary reads them, and a warning for
+    each word it could not place. A workout that happened is never lost over a name: an
+    unknown kind is read as `sport` (a cooldown and sleep still apply), an unknown focus or
+    muscle as if it were absent."""
+    warnings: list[str] = []
+    read_kind_ = vocabulary.read_kind(kind)
+    if read_kind_ is None:
+        warnings.append(
+            f"kind '{kind[:40]}' is not a workout type this service knows: handled as "
+            "'sport' (a cooldown and sleep advice, no strength or cardio rules); send "
+            "strength, cardio, mixed, class or sport"
+        )
+    read_focus_ = None
+    if focus is not None and focus.strip():
+        read_focus_ = vocabulary.read_focus(focus)
+        if read_focus_ is None:
+            warnings.append(
+                f"focus '{focus[:40]}' is not one this service knows: the workout is read "
+                "without it; send legs, lower, upper, push, pull, full or core"
+            )
+    placed: list[str] = []
+    for name in muscles:
+        if not name.strip():
+            continue
+        reading = vocabulary.read_muscle(name)
+        if reading.group is None:
+            warnings.append(
+                f"muscle_groups: '{name[:40]}' is not a muscle name this service knows: the "
+                "workout is read without it (leg muscles: quads, hamstrings, glutes, calves, "
+                "adductors, hip flexors)"
+            )
+        else:
+            placed.append(reading.group)
+    return (
+        read_kind_ or "sport",
+        read_focus_,
+        tuple(dict.fromkeys(placed)),
+        tuple(warnings),
+    )
+
+
 def _build(
     kind: str, rest: str, topic: str, raw: bytes, text: str, received_at: datetime, packet: int
-) -> tuple[Event, bool]:
-    """The event for a JSON object body, and whether its id was derived from the packet id.
-    Strict types, so `true` is no number and `"7"` no rpe."""
+) -> tuple[Event, bool, tuple[str, ...]]:
+    """The event for a JSON object body, whether its id was derived from the packet id, and
+    what was read past. Strict types, so `true` is no number and `"7"` no rpe."""
     if kind == "workout/completed":
         w = WorkoutIn.model_validate_json(text, strict=True)
         _check_time("ended_at", w.ended_at, received_at)
-        unknown = unknown_muscles(w.muscle_groups)
-        if unknown:
-            raise ValueError(
-                f"muscle_groups: '{unknown[0][:40]}' is not a muscle group this service knows "
-                "(leg muscles: quads or quadriceps, hamstrings, glutes, calves, adductors, "
-                "hip flexors; others such as chest, back, shoulders, biceps, triceps, core)"
-            )
+        kind, focus, muscles, warnings = read_workout_words(w.kind, w.focus, w.muscle_groups)
         nc = w.next_cardio
         workout = Workout(
             event_id=w.event_id,
             ended_at=w.ended_at,
-            kind=w.kind,
-            focus=w.focus,
-            muscle_groups=tuple(w.muscle_groups),
+            kind=kind,
+            focus=focus,
+            muscle_groups=muscles,
             rpe=w.rpe,
             duration_min=w.duration_min,
             zone=w.zone,
@@ -299,7 +352,7 @@ def _build(
             if nc is None
             else PlannedCardio(nc.planned_at, nc.kind, nc.rpe, nc.key_session),
         )
-        return WorkoutCompleted(workout), False
+        return WorkoutCompleted(workout), False, warnings
 
     def own_id(given: str | None, timed: bool) -> tuple[str, bool]:
         if given:
@@ -311,31 +364,31 @@ def _build(
         _check_time("at", g.at, received_at)
         eid, by_packet = own_id(g.event_id, True)
         mark = GymCheckin(eid, g.at) if kind == "gym/checkin" else GymCheckout(eid, g.at)
-        return mark, by_packet
+        return mark, by_packet, ()
     if kind == "cardio/planned":
         c = CardioPlannedIn.model_validate_json(text, strict=True)
         if c.planned_at < received_at - MAX_AGE:
             raise ValueError("planned_at is more than 14 days in the past")
         eid, by_packet = own_id(c.event_id, True)
         plan = PlannedCardio(c.planned_at, c.kind, c.rpe, c.key_session)
-        return CardioPlanned(eid, received_at, plan), by_packet
+        return CardioPlanned(eid, received_at, plan), by_packet, ()
     if kind == "protein/logged":
         p = ProteinIn.model_validate_json(text, strict=True)
         at = p.at or received_at
         _check_time("at", at, received_at)
         eid, by_packet = own_id(p.event_id, p.at is not None)
-        return ProteinLogged(eid, at, p.grams), by_packet
+        return ProteinLogged(eid, at, p.grams), by_packet, ()
     if kind == "soreness":
         s = SorenessIn.model_validate_json(text, strict=True)
         at = s.at or received_at
         _check_time("at", at, received_at)
         eid, by_packet = own_id(s.event_id, s.at is not None)
-        return SorenessReported(eid, at, s.level), by_packet
+        return SorenessReported(eid, at, s.level), by_packet, ()
     nudge_id = rest.split("/")[1]
     if kind == "nudge/ack":
         a = AckIn.model_validate_json(text, strict=True)
         eid, by_packet = own_id(a.event_id, False)
-        return NudgeAcked(eid, received_at, nudge_id), by_packet
+        return NudgeAcked(eid, received_at, nudge_id), by_packet, ()
     z = SnoozeIn.model_validate_json(text, strict=True)
     eid, by_packet = own_id(z.event_id, False)
-    return NudgeSnoozed(eid, received_at, nudge_id, z.minutes), by_packet
+    return NudgeSnoozed(eid, received_at, nudge_id, z.minutes), by_packet, ()

@@ -8,6 +8,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from . import health_auto_export, jobs
 from .coach import next_day_start
@@ -53,10 +54,20 @@ class Intake:
         for s in skipped:
             log.debug("Health Auto Export workout %s for %s skipped: %s", s.workout_id, user, s.why)
         topic = self.topics.workout_completed(user)
-        return [
+        out = [
             self.handler.handle_parsed(self.handler.parse(topic, json.dumps(body), now), now)
             for body in bodies
         ]
+        told = [s for s in skipped if s.report]
+        if told:
+            # A workout the person did is never dropped without a word: one line for all.
+            why = "; ".join(f"workout {s.workout_id}: {s.why}" for s in told[:5])
+            if len(told) > 5:
+                why += f"; and {len(told) - 5} more"
+            reason = f"{len(told)} workout(s) of the export skipped: {why}"
+            level: Literal["error", "warning"] = "warning" if bodies else "error"
+            out.append(Outcome(user=user, refused=Refused(user, item.topic, reason, level=level)))
+        return out
 
     def profile(self, user: str, item: Inbound, b: Batch) -> list[Outcome]:
         """A person set up, changed or removed over MQTT (people.py): stored in this batch,

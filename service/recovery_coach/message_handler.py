@@ -58,6 +58,7 @@ class Outcome:
     duplicate: bool = False
     scheduled: list[Nudge] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    warnings: list[Refused] = field(default_factory=list)  # handled, with these said
 
 
 class MessageHandler:
@@ -123,6 +124,7 @@ class MessageHandler:
     def _apply(self, msg: Accepted, now: datetime) -> Outcome:
         user, event = msg.user, msg.event
         out = Outcome(user=user, event_id=event.event_id)
+        out.warnings = msg.warned()
         key = dedupe_key(event)
         if self.repo.seen(user, key):
             if not msg.first_delivery:

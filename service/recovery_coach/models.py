@@ -13,8 +13,10 @@ from functools import cached_property
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-WorkoutKind = Literal["strength", "cardio", "mixed", "class", "sport"]
-Focus = Literal["legs", "lower", "upper", "push", "pull", "full", "core"]
+from .vocabulary import Focus as Focus
+from .vocabulary import WorkoutKind as WorkoutKind
+from .vocabulary import is_leg_muscle
+
 PlanFocus = Literal["legs", "lower", "upper", "push", "pull", "full", "core", "cardio", "rest"]
 Goal = Literal["hypertrophy", "strength", "endurance", "power", "hybrid", "general"]
 Experience = Literal["beginner", "intermediate", "advanced"]
@@ -33,42 +35,6 @@ RuleId = Literal["R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R10", "R
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 LEG_FOCI = frozenset({"legs", "lower", "full"})
-# RULES.md's leg muscles, with the names people and apps use for them (any case, spaces or
-# hyphens for underscores); any other known muscle is not a leg muscle.
-LEG_MUSCLES: dict[str, str] = {
-    "quads": "quads",
-    "quad": "quads",
-    "quadriceps": "quads",
-    "hamstrings": "hamstrings",
-    "hamstring": "hamstrings",
-    "glutes": "glutes",
-    "glute": "glutes",
-    "gluteus": "glutes",
-    "calves": "calves",
-    "calf": "calves",
-    "adductors": "adductors",
-    "adductor": "adductors",
-    "hip_flexors": "hip_flexors",
-    "hip_flexor": "hip_flexors",
-}
-OTHER_MUSCLES = frozenset(
-    {
-        "chest", "pecs", "back", "lats", "upper_back", "lower_back", "traps", "shoulders",
-        "delts", "biceps", "triceps", "forearms", "abs", "core", "obliques", "neck",
-        "abductors", "hips", "full_body",
-    }
-)  # fmt: skip
-
-
-def muscle_key(name: str) -> str:
-    return name.strip().lower().replace(" ", "_").replace("-", "_")
-
-
-def unknown_muscles(names: tuple[str, ...] | list[str]) -> list[str]:
-    """Muscle names neither in LEG_MUSCLES nor OTHER_MUSCLES (refused at the edge)."""
-    return [
-        n for n in names if muscle_key(n) not in LEG_MUSCLES and muscle_key(n) not in OTHER_MUSCLES
-    ]
 
 
 STRENGTH_KINDS = frozenset({"strength", "mixed"})
@@ -134,12 +100,14 @@ class Profile:
 
 @dataclass(frozen=True)
 class PlannedCardio:
-    """A cardio session the user intends to do."""
+    """A cardio session the user intends to do. Its slot is `planned_at`: a plan published
+    again for the same slot (another effort or kind) replaces the one received before it."""
 
     planned_at: datetime
     kind: str
     rpe: float | None = None
     key_session: bool = False
+    received_at: datetime | None = None  # set when recorded: the newest plan of a slot wins
 
 
 @dataclass(frozen=True)
@@ -169,12 +137,13 @@ class Workout:
 
     @property
     def leg_day(self) -> bool:
-        """RULES.md: a strength or mixed session on legs/lower/full, or with a leg muscle."""
+        """RULES.md: a strength or mixed session on legs/lower/full, or with a leg muscle
+        (by any name the vocabulary knows)."""
         if self.kind not in STRENGTH_KINDS:
             return False
         if self.focus in LEG_FOCI:
             return True
-        return any(muscle_key(m) in LEG_MUSCLES for m in self.muscle_groups)
+        return any(is_leg_muscle(m) for m in self.muscle_groups)
 
     @property
     def strength(self) -> bool:
@@ -398,6 +367,7 @@ class Planned:
     expires_at: datetime | None
     sent: bool = False
     manual: bool = False
+    snoozed_from: str | None = None  # a snoozed copy: the nudge it repeats
 
 
 @dataclass(frozen=True)

@@ -273,7 +273,7 @@ class Worker:
     def _absorb(self, out: Outcome, b: Batch) -> None:
         """Count the outcome; its nudges are staged already (placed once the batch is decided)."""
         if out.refused is not None:
-            b.refused += 1
+            b.refused += out.refused.level == "error"
             b.refusals.append(out.refused)
             return
         if out.duplicate:
@@ -281,6 +281,7 @@ class Worker:
             log.debug("event %s for %s already handled", out.event_id, out.user)
             return
         b.handled += 1
+        b.refusals.extend(out.warnings)
         b.cancelled |= bool(out.cancelled)
         if out.user is not None:
             b.changed.add(out.user)
@@ -370,8 +371,11 @@ class Effects:
             self.announcer.some()
 
     def _refusal(self, r: Refused) -> None:
-        log.warning("refused a message on %s: %s", r.topic, r.reason)
+        if r.level == "warning":
+            log.warning("a message on %s was handled, with a warning: %s", r.topic, r.reason)
+        else:
+            log.warning("refused a message on %s: %s", r.topic, r.reason)
+            self.health.error(r.reason)
         self.on_refused(r)
-        self.health.error(r.reason)
         if r.user is not None and "+" not in r.user and "#" not in r.user:
             self.transport.publish(self.topics.error(r.user), json.dumps(r.payload()), qos=1)
