@@ -71,6 +71,8 @@ def message(draw: st.DrawFn, start: datetime, n: int) -> dict[str, Any]:
             "duration_min": draw(st.sampled_from([20, 45, 60, 90])),
         }
         if draw(st.booleans()):
+            payload["zone"] = draw(st.integers(1, 5))  # a watch's heart-rate zone
+        if draw(st.booleans()):
             payload["next_cardio"] = {
                 "planned_at": planned.isoformat(),
                 "kind": "run",
@@ -83,7 +85,7 @@ def message(draw: st.DrawFn, start: datetime, n: int) -> dict[str, Any]:
             "received_at": (at + late).isoformat(),
         }
     if topic == "plan":
-        planned = at + timedelta(minutes=draw(st.integers(0, 30 * 60)))
+        planned = at + timedelta(minutes=draw(st.integers(-180, 30 * 60)))
         payload = {
             "planned_at": planned.isoformat(),
             "kind": "run",

@@ -271,6 +271,8 @@ def test_home_assistant_online_makes_the_service_announce_again(
 
 
 def test_ack_and_snooze_of_the_last_nudge(live: tuple[ServiceProcess, Recorder]) -> None:
+    """Snooze the last nudge: a copy waits as a job. Acknowledge it: it is done, and the
+    snoozed copy goes with it (the job is cancelled)."""
     svc, rec = live
     event = workout(focus="upper")
     publish(rec.port, f"{BASE}/acks/workout/completed", event)
@@ -279,28 +281,33 @@ def test_ack_and_snooze_of_the_last_nudge(live: tuple[ServiceProcess, Recorder])
         states = [m.json() for m in r.on(f"{BASE}/acks/state") if m.payload]
         return states[-1].get("last_nudge") if states else None
 
+    def jobs() -> int:
+        with sqlite3.connect(svc.db) as db:
+            n: int = db.execute("select count(*) from apscheduler_jobs").fetchone()[0]
+        return n
+
     rec.wait_for(
         lambda r: (last_nudge(r) or {}).get("kind") == "cooldown_start", 5, "the cooldown nudge"
     )
-    publish(rec.port, f"{BASE}/acks/nudge/last/ack", {})
-    rec.wait_for(lambda r: (last_nudge(r) or {}).get("acknowledged") is True, 5, "the ack in state")
-
     n_errors = len(rec.on(f"{BASE}/acks/error"))
     publish(rec.port, f"{BASE}/acks/nudge/no-such-nudge/snooze", {"minutes": 5})
     rec.wait_for(lambda r: len(r.on(f"{BASE}/acks/error")) > n_errors, 5, "a refusal")
     assert "no-such-nudge" in rec.on(f"{BASE}/acks/error")[-1].json()["reason"]
 
-    before = sqlite3.connect(svc.db).execute("select count(*) from apscheduler_jobs").fetchone()[0]
+    before = jobs()
     # The cooldown still applies for its 5 minutes: a 3-minute snooze brings it back then.
     publish(rec.port, f"{BASE}/acks/nudge/last/snooze", {"minutes": 3})
     deadline = time.time() + 5
-    after = before
-    while time.time() < deadline and after == before:
+    while time.time() < deadline and jobs() == before:
         time.sleep(0.05)
-        after = (
-            sqlite3.connect(svc.db).execute("select count(*) from apscheduler_jobs").fetchone()[0]
-        )
-    assert after == before + 1  # the snoozed copy waits 3 min as a job
+    assert jobs() == before + 1  # the snoozed copy waits 3 min as a job
+
+    publish(rec.port, f"{BASE}/acks/nudge/last/ack", {})
+    rec.wait_for(lambda r: (last_nudge(r) or {}).get("acknowledged") is True, 5, "the ack in state")
+    deadline = time.time() + 5
+    while time.time() < deadline and jobs() != before:
+        time.sleep(0.05)
+    assert jobs() == before  # acknowledged: its snoozed copy is cancelled
 
 
 def test_json_logs_are_one_object_a_line(tmp_path: Path, mosquitto: MosquittoBroker) -> None:

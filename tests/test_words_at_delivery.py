@@ -73,10 +73,12 @@ def zone2_minutes(
         end = datetime.fromisoformat(b["ended_at"])
         if end > at or iso_week(end, tz) != iso_week(at, tz) or not b.get("duration_min"):
             continue
+        # The rule book reads effort on its 0-10 scale (R10: 3-6 is moderate); an unrated
+        # session by its heart-rate zone (2-3 moderate).
         rpe, zone = b.get("rpe"), b.get("zone")
-        moderate = zone == 2 if zone is not None else (
-            rpe is not None and s.zone2_rpe_min <= rpe <= s.moderate_rpe_max
-        )  # fmt: skip
+        moderate = (
+            s.zone2_rpe_min <= rpe <= s.moderate_rpe_max if rpe is not None else zone in (2, 3)
+        )
         total += b["duration_min"] if moderate else 0
     return round(total)
 
@@ -126,3 +128,12 @@ def test_every_word_is_true_at_delivery(case: tuple[Config, list[str]]) -> None:
             end = ends.get(n["source_event_id"])
             if end is not None:
                 assert day_word(end, tz, at) == word, text
+        # A planned session read once it has begun is no longer a plan to move.
+        begun = [
+            datetime.fromisoformat(n["data"][k])
+            for k in ("cardio_at", "planned_at")
+            if isinstance(n["data"].get(k), str)
+        ]
+        if any(start <= at for start in begun):
+            assert "planned" not in text, text
+            assert "move" not in text, text

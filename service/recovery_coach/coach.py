@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -101,6 +101,13 @@ def _awake_from(ctx: Context, night: Night) -> datetime | None:
     return cache[night.wake]
 
 
+def _asleep(ctx: Context, instant: datetime) -> bool:
+    """Inside a sleep window, and not shown up by their own activity."""
+    night = night_around(ctx.profile, instant)
+    awake = _awake_from(ctx, night)
+    return night.contains(instant) and (awake is None or instant < awake)
+
+
 def place(
     draft: Draft, ctx: Context, *, expiring: bool = True
 ) -> tuple[tuple[datetime, datetime | None] | None, str]:
@@ -114,6 +121,11 @@ def place(
         night = night_around(ctx.profile, due)
         awake = _awake_from(ctx, night)
         asleep = night.contains(due) and (awake is None or due < awake)
+        if asleep and draft.kind == "cooldown_done":
+            # Reported activity proves they are awake: one cooling down when the night
+            # begins is up until the cooldown is done, and is told so.
+            minutes = dict(draft.data).get("cooldown_minutes", 0)
+            asleep = _asleep(ctx, draft.due - timedelta(minutes=minutes))
         if asleep:
             if draft.kind not in DEFERRED_KINDS:
                 return None, "dropped: due inside the sleep window"
@@ -168,9 +180,45 @@ def derive(
             dropped.append(f"{nudge_id} ({d.rule} {d.kind}) {why}")
             continue
         placed.append((d, nudge_id, *spot))
+    placed = _protein_once_a_day(placed, ctx, dropped)
     followed = {d.key for d, *_ in placed if d.kind == "cooldown_done"}
     out = [Placed(d, user, i, due, exp, d.key in followed) for d, i, due, exp in placed]
     return out, dropped
+
+
+def _protein_once_a_day(
+    placed: list[tuple[Draft, str, datetime, datetime | None]], ctx: Context, dropped: list[str]
+) -> list[tuple[Draft, str, datetime, datetime | None]]:
+    """R8 is once a day, and a reminder is about the day it is read in ("today"): one
+    deferred out of the night to the morning and one for that morning's own workout are
+    two reminders about one day, so the earlier stands. From the facts alone; one already
+    sent that day is `reconcile`'s and `deliver`'s to see (`_protein_sent_on`)."""
+    tz = ctx.tz
+    days: set[date] = set()
+    keep: set[str] = set()
+    protein = sorted((x for x in placed if x[0].kind == "protein"), key=lambda x: (x[2], x[1]))
+    for _draft, nudge_id, due, _ in protein:
+        day = local_date(due, tz)
+        if day in days:
+            dropped.append(f"{nudge_id} (R8 protein) dropped: that day has its reminder")
+            continue
+        keep.add(nudge_id)
+        days.add(day)
+    return [x for x in placed if x[0].kind != "protein" or x[1] in keep]
+
+
+def _protein_sent_on(state: UserState, profile: Profile, nudge: Nudge, at: datetime) -> bool:
+    """Whether another protein reminder already went out on the local day of `at`."""
+    tz = profile.tz
+    day = local_date(at, tz)
+    original = dict(nudge.data).get("snoozed_from", nudge.nudge_id)
+    return any(
+        n.kind == "protein"
+        and n.nudge_id not in (nudge.nudge_id, original)
+        and _original(n) != original
+        and local_date(n.due_at, tz) == day
+        for n in state.recent_nudges
+    )
 
 
 # ------------------------------------------------------------------ recording facts
@@ -207,7 +255,8 @@ def record(event: Event, state: UserState, now: datetime) -> UserState:
     state = _prune(state, now)
     match event:
         case WorkoutCompleted(workout=w):
-            w = replace(w, reported_at=now)
+            plan = w.next_cardio
+            w = replace(w, reported_at=now, next_cardio=plan and replace(plan, received_at=now))
             acts = [a for a in state.activities if a.event_id != w.event_id] + [w]
             acts.sort(key=lambda a: (a.ended_at, a.event_id))
             return replace(state, activities=tuple(acts))
@@ -218,9 +267,11 @@ def record(event: Event, state: UserState, now: datetime) -> UserState:
                 return state
             return replace(state, gym=tuple(sorted((*state.gym, mark), key=lambda g: g.at)))
         case CardioPlanned(planned=p):
-            if p in state.planned_cardio:
-                return state
-            return replace(state, planned_cardio=(*state.planned_cardio, p))
+            # The newest plan for a slot replaces the one before it (a re-plan from easy to
+            # hard, or from a run to a ride), whatever it said.
+            p = replace(p, received_at=event.at)
+            kept = tuple(x for x in state.planned_cardio if x.planned_at != p.planned_at)
+            return replace(state, planned_cardio=(*kept, p))
         case ProteinLogged():
             log = ProteinLog(event.event_id, event.at, event.grams)
             if any(x.event_id == log.event_id for x in state.protein):
@@ -249,18 +300,38 @@ def _find_nudge(state: UserState, nudge_id: str) -> NudgeSummary:
     raise RefusalError(f"there is no recent nudge with id '{nudge_id}' to act on")
 
 
+def _original(n: NudgeSummary) -> str:
+    """The nudge a snoozed copy repeats (a nudge is its own original)."""
+    original = dict(n.data).get("snoozed_from", n.nudge_id)
+    return original if isinstance(original, str) else n.nudge_id
+
+
+def _acknowledged(state: UserState, original: str) -> bool:
+    """Whether the nudge, or a snoozed copy of it, was acknowledged: then it is done."""
+    return any(n.acknowledged and _original(n) == original for n in state.recent_nudges)
+
+
 def _command(
     event: NudgeAcked | NudgeSnoozed, profile: Profile, state: UserState, now: datetime
 ) -> Decision:
     target = _find_nudge(state, event.nudge_id)
+    original = _original(target)
+    # Snoozed copies still to come: an ack ends them, a new snooze replaces them.
+    copies = tuple(p.nudge_id for p in state.planned if p.snoozed_from == original and not p.sent)
+    without_copies = tuple(p for p in state.planned if p.nudge_id not in copies)
     if isinstance(event, NudgeAcked):
         recent = tuple(
-            replace(n, acknowledged=True) if n == target else n for n in state.recent_nudges
+            replace(n, acknowledged=True) if _original(n) == original else n
+            for n in state.recent_nudges
         )
-        return Decision(state=replace(state, recent_nudges=recent))
+        return Decision(
+            state=replace(state, recent_nudges=recent, planned=without_copies), cancel=copies
+        )
+    if _acknowledged(state, original):
+        note = f"{target.nudge_id} ({target.rule} {target.kind}) not snoozed: acknowledged"
+        return Decision(state=state, dropped=(note,))
     nudge_id = nudge_id_for(profile.user_id, event.event_id, target.rule, target.kind)
     kept = tuple(kv for kv in target.data if kv[0] != "snoozed_from")
-    original = dict(target.data).get("snoozed_from", target.nudge_id)
     due = now + timedelta(minutes=event.minutes)
     expires = target.expires_at
     bedtime = dict(target.data).get("bedtime")
@@ -283,8 +354,10 @@ def _command(
     if worded is None:
         note = f"{nudge_id} ({target.rule} {target.kind}) snoozed: it no longer applies then"
         return Decision(state=state, dropped=(note,))
-    planned = (*state.planned, Planned(nudge_id, nudge_id, expires, manual=True))
-    return Decision(state=replace(state, planned=planned), nudges=(worded,))
+    copy = Planned(nudge_id, nudge_id, expires, manual=True, snoozed_from=original)
+    return Decision(
+        state=replace(state, planned=(*without_copies, copy)), nudges=(worded,), cancel=copies
+    )
 
 
 # ------------------------------------------------------------------ the decision
@@ -296,16 +369,32 @@ def decide(event: Event, profile: Profile, state: UserState, now: datetime) -> D
         return _command(event, profile, state, now)
     after = record(event, state, now)
     placed, dropped = derive(profile, after, now)
-    return reconcile(after, placed, dropped, now)
+    return reconcile(after, placed, dropped, now, profile)
 
 
 def reconcile(
-    state: UserState, placed: list[Placed], dropped: list[str], now: datetime
+    state: UserState,
+    placed: list[Placed],
+    dropped: list[str],
+    now: datetime,
+    profile: Profile | None = None,
 ) -> Decision:
     """New or changed nudges to schedule, planned ones that no longer hold to cancel.
 
     A nudge already sent is never sent or cancelled again; a snoozed copy is the user's own
-    doing, and no re-decision cancels it."""
+    doing, and no re-decision cancels it. With the `profile`, a protein reminder for a day
+    that already had one is not planned (R8 once a day)."""
+    if profile is not None:
+        served = [
+            p
+            for p in placed
+            if p.draft.kind == "protein"
+            and not any(x.nudge_id == p.nudge_id and x.sent for x in state.planned)
+            and _protein_sent_on(state, profile, p.nudge, p.due)
+        ]
+        for p in served:
+            dropped = [*dropped, f"{p.nudge_id} (R8 protein) dropped: that day had its reminder"]
+        placed = [p for p in placed if p not in served]
     wanted = {p.nudge_id: p for p in placed}
     known = {p.nudge_id: p for p in state.planned}
     keep = [
@@ -336,8 +425,12 @@ def deliver(nudge: Nudge, profile: Profile, state: UserState, now: datetime) -> 
     its moment passed, or it would land in the sleep window)."""
     original = dict(nudge.data).get("snoozed_from", nudge.nudge_id)
     snoozed = original != nudge.nudge_id
-    if snoozed and nudge.expires_at is not None and nudge.expires_at <= now:
+    if snoozed and (
+        (nudge.expires_at is not None and nudge.expires_at <= now) or _acknowledged(state, original)
+    ):
         return None
+    if nudge.kind == "protein" and _protein_sent_on(state, profile, nudge, now):
+        return None  # that day had its reminder (R8 once a day)
     placed, _ = derive(profile, state, now, expiring=not snoozed)
     for p in placed:
         if p.nudge_id != original:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -42,7 +42,7 @@ from .models import (
     UserState,
     Workout,
 )
-from .timeline import Session, all_activities, is_hard, sessions
+from .timeline import Session, all_activities, effort, is_hard, sessions
 
 LATE_EVENT = timedelta(minutes=30)  # "cool down now" later than this after the end is no use
 LOOKBACK = timedelta(hours=72)  # sessions older than this can cause no nudge any more
@@ -110,8 +110,10 @@ class Context:
 
     @cached_property
     def planned(self) -> list[PlannedCardio]:
-        """Planned cardio still to come, or recent, and not yet done (a logged cardio near it)."""
-        seen: dict[tuple[datetime, str], PlannedCardio] = {}
+        """Planned cardio still to come, or recent, and not yet done (a logged cardio near it).
+        One plan per slot (`planned_at`): the one received last, however it was sent (on its
+        own, or as a workout's `next_cardio`)."""
+        seen: dict[datetime, PlannedCardio] = {}
         plans = [*self.state.planned_cardio]
         plans += [a.next_cardio for a in self.activities if a.next_cardio is not None]
         for p in plans:
@@ -121,9 +123,9 @@ class Context:
                 a.cardio and abs(a.started_at - p.planned_at) <= FULFILS for a in self.activities
             ):
                 continue
-            k = (p.planned_at, p.kind)
-            if k not in seen or (p.key_session and not seen[k].key_session):
-                seen[k] = p
+            old = seen.get(p.planned_at)
+            if old is None or _newer(p, old):
+                seen[p.planned_at] = p
         return sorted(seen.values(), key=lambda p: (p.planned_at, p.kind))
 
     @cached_property
@@ -143,6 +145,17 @@ class Context:
 
 
 Rule = Callable[[Context], Iterator[Draft]]
+
+
+def _newer(p: PlannedCardio, than: PlannedCardio) -> bool:
+    """Whether plan `p` replaces `than` in their slot: received later; received together
+    (or before either was stamped), the key session's."""
+    a, b = p.received_at, than.received_at
+    if a is not None and b is not None and a != b:
+        return a > b
+    if (a is None) != (b is None):
+        return a is not None
+    return p.key_session and not than.key_session
 
 
 def _num(x: float) -> str:
@@ -255,12 +268,27 @@ def r4_power_caveat(ctx: Context) -> Iterator[Draft]:
     st = ctx.profile.settings
     same = timedelta(minutes=st.same_session_minutes)
     few = timedelta(hours=st.few_hours)
-    words = _fixed(
-        "Power first: cardio on another day",
-        "Since explosive power is your priority: doing cardio in the same session as strength "
-        "slightly blunts power gains. When you can, put the cardio on another day.",
-        "For power, put your cardio on another day when you can.",
-    )
+
+    def words_for(planned_at: datetime | None) -> WordsFn:
+        """Before a planned cardio begins: put it on another day; once done: next time."""
+
+        def words(at: datetime, _p: bool) -> Words:
+            ahead = planned_at is not None and at < planned_at
+            advice = (
+                "When you can, put the cardio on another day."
+                if ahead
+                else "Next time, put the cardio on another day."
+            )
+            return (
+                "Power first: cardio on another day",
+                "Since explosive power is your priority: doing cardio in the same session as "
+                f"strength slightly blunts power gains. {advice}",
+                "For power, put your cardio on another day when you can.",
+                {},
+            )
+
+        return words
+
     data = (("same_session_minutes", st.same_session_minutes),)
     flagged: set[str] = set()
     for s in ctx.recent:
@@ -268,7 +296,8 @@ def r4_power_caveat(ctx: Context) -> Iterator[Draft]:
             flagged.add(s.key)
             yield Draft(
                 "R4", "cardio_advice", s.key, s.source_event_id, s.known_at, s.ended_at + few,
-                (ev.SCHUMANN_2022_POWER,), words, data, separation=s.strength_ended_at,
+                (ev.SCHUMANN_2022_POWER,), words_for(None), data,
+                separation=s.strength_ended_at,
             )  # fmt: skip
     for p in ctx.planned:
         before = ctx.strength_before(p.planned_at)
@@ -282,7 +311,8 @@ def r4_power_caveat(ctx: Context) -> Iterator[Draft]:
         flagged.add(s.key)
         yield Draft(
             "R4", "cardio_advice", s.key, s.source_event_id, s.known_at,
-            max(p.planned_at, s.ended_at + few), (ev.SCHUMANN_2022_POWER,), words, data,
+            max(p.planned_at, s.ended_at + few), (ev.SCHUMANN_2022_POWER,),
+            words_for(p.planned_at), (*data, ("cardio_at", p.planned_at)),
             separation=s.strength_ended_at,
         )  # fmt: skip
 
@@ -309,6 +339,15 @@ def r5_endurance_separation(ctx: Context) -> Iterator[Draft]:
         def words(at: datetime, _p: bool, p: PlannedCardio = p, e: datetime = earliest,
                   gap: str = gap, late: bool = late) -> Words:  # fmt: skip
             when = fmt_day_clock(e, tz, at)
+            if at >= p.planned_at:  # read once it has begun (a snoozed copy): next time
+                return (
+                    f"Give your key session {_num(hours)} hours",
+                    f"Your key {p.kind} at {fmt_day_clock(p.planned_at, tz, at)} came only "
+                    f"{gap} after strength, which blunts it. Next time, do the key session "
+                    f"before strength, on a non-strength day, or {_num(hours)} hours after it.",
+                    f"Next time, keep your key {p.kind} {_num(hours)} hours from strength.",
+                    {},
+                )
             if late:
                 move = f"{_num(hours)} hours after your strength session is {when}, so move it "
                 move += "to another day"
@@ -440,6 +479,12 @@ def r7_hard_cardio_warning(ctx: Context) -> Iterator[Draft]:
                     f"That {what} at {effort} came with {day_word(p.leg.ended_at, tz, at)}'s leg "
                     "day. Going hard on legs trained hard raises injury risk: next time keep "
                     f"cardio around leg day at {cap}/10 or less."
+                )
+            elif at >= p.start:  # read once it has begun: no longer a plan to change
+                msg = (
+                    f"Your {what} from {fmt_day_clock(p.start, tz, at)} at {effort} comes within "
+                    f"{_num(st.few_hours)} hours of leg day. Going hard on legs trained hard "
+                    f"raises injury risk: if you're on it now, ease off to {cap}/10 or less."
                 )
             else:
                 msg = (
@@ -635,14 +680,17 @@ def r9_bedtime(ctx: Context) -> Iterator[Draft]:
             ("sleep_hours", p.sleep_hours),
         )
         source = f"night:{local_date(night.wake, ctx.tz).isoformat()}"
+        # The bedtime names the nudges: when it moves (a later wake time, more sleep), the
+        # wind-down and bedtime are new ones, even where the old were sent.
+        key = f"{source}@{night.bedtime.astimezone(UTC):%Y-%m-%dT%H:%M}"
         winddown, bed = _night_words(p, night)
         yield Draft(
-            "R9", "bedtime_winddown", source, source, night.winddown, night.bedtime,
+            "R9", "bedtime_winddown", key, source, night.winddown, night.bedtime,
             evidence, winddown, data,
         )  # fmt: skip
         if night.wake not in late_nights:
             yield Draft(
-                "R9", "bedtime", source, source, night.bedtime, night.bedtime + BEDTIME_LATE,
+                "R9", "bedtime", key, source, night.bedtime, night.bedtime + BEDTIME_LATE,
                 evidence, bed, data,
             )  # fmt: skip
 
@@ -656,16 +704,12 @@ def late_in_night(night: Night, instant: datetime) -> bool:
 
 
 def counts_as_zone2(profile: Profile, w: Workout) -> bool:
-    s = profile.settings
-    if not w.cardio or not w.duration_min:
-        return False
-    if w.zone is not None:
-        return w.zone == 2
-    return w.rpe is not None and s.zone2_rpe_min <= w.rpe <= s.moderate_rpe_max
+    """Moderate cardio by the rule book's reading of effort (timeline.effort)."""
+    return w.cardio and bool(w.duration_min) and effort(profile, w.rpe, w.zone) == "moderate"
 
 
 def counts_as_high(profile: Profile, w: Workout) -> bool:
-    """An effort at high intensity: rpe 7+ (above the moderate cap) or zone 4-5."""
+    """An effort at high intensity: rpe 7+ (above the moderate cap), or zone 4-5 unrated."""
     return w.cardio and bool(w.duration_min) and is_hard(profile, w.rpe, w.zone)
 
 

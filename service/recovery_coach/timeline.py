@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
+from typing import Literal
 
 from .local_time import local_date
 from .models import Focus, GymMark, Profile, UserState, Workout, WorkoutKind
@@ -115,7 +116,9 @@ def visits(profile: Profile, marks: tuple[GymMark, ...]) -> list[Visit]:
 
 
 def visit_workout(profile: Profile, v: Visit) -> Workout | None:
-    """A visit with no activity event: a workout from the weekly plan (`full` otherwise).
+    """A visit with no activity event: a workout from the weekly plan (`full` without one).
+    A day the plan marks `rest` has no session to borrow: the visit is a strength session
+    of unknown focus (a cooldown, protein and sleep, but no leg-day advice).
 
     None while the person is in the gym, or for a visit shorter than `visit_min_minutes`.
     Its nudges wait `visit_rejoin_minutes` after the checkout, so a flapping geofence that
@@ -131,8 +134,8 @@ def visit_workout(profile: Profile, v: Visit) -> Workout | None:
     plan = profile.plan_for(day.weekday())
     kind: WorkoutKind = "cardio" if plan == "cardio" else "strength"
     focus: Focus | None = None
-    if kind == "strength":
-        focus = "full" if plan is None or plan == "rest" else plan  # type: ignore[assignment]
+    if kind == "strength" and plan != "rest":
+        focus = "full" if plan is None else plan  # type: ignore[assignment]
     return Workout(
         event_id=f"{v.checkout_id}:visit",
         ended_at=v.ended_at,
@@ -189,8 +192,24 @@ def sessions(profile: Profile, state: UserState, since: datetime | None = None) 
     return out
 
 
+Effort = Literal["light", "moderate", "hard"]
+
+
+def effort(profile: Profile, rpe: float | None, zone: int | None) -> Effort | None:
+    """The rule book's reading of an effort: the 0-10 scale (CDC) decides, 3-6 moderate
+    (R10) and above the cap hard (R2, R7). A session rated on it is read by its rating,
+    whatever zone the watch says; with no rating, the heart-rate zone of the five-zone
+    model: 1 light, 2-3 moderate (zone 3 is about 6/10), 4-5 hard. None: nothing said."""
+    s = profile.settings
+    if rpe is not None:
+        if rpe > s.moderate_rpe_max:
+            return "hard"
+        return "moderate" if rpe >= s.zone2_rpe_min else "light"
+    if zone is None:
+        return None
+    return "light" if zone <= 1 else "moderate" if zone <= 3 else "hard"
+
+
 def is_hard(profile: Profile, rpe: float | None, zone: int | None) -> bool:
     """Above the moderate cap: rpe over it, or, with no rpe, heart-rate zone 4 or 5."""
-    if rpe is not None:
-        return rpe > profile.settings.moderate_rpe_max
-    return zone is not None and zone >= 4
+    return effort(profile, rpe, zone) == "hard"
