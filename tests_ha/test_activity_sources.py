@@ -7,10 +7,8 @@ re-polls and reloads."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
-from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -21,8 +19,7 @@ from custom_components.recovery_coach.activity_sources import (
     strava_activities,
     workout_event,
 )
-from custom_components.recovery_coach.people import SUBENTRY_PERSON, WEEKDAYS
-from homeassistant.config_entries import ConfigSubentry
+from custom_components.recovery_coach.people import WEEKDAYS
 from homeassistant.core import HomeAssistant, State
 from homeassistant.helpers import entity_registry as er
 from homeassistant.util import dt as dt_util
@@ -30,33 +27,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.typing import MqttMockHAClient
 
 from .conftest import BASE
-
-ENTITY = "sensor.robin_garmin_last_activity"
-
-
-def garmin_activity(
-    activity_id: int, type_key: str, ended: datetime, minutes: float = 50, **extra: Any
-) -> dict[str, Any]:
-    """Garmin's activity as its API returns it (a subset of its keys)."""
-    start_gmt = ended.astimezone(UTC) - timedelta(minutes=minutes)
-    start_local = start_gmt + timedelta(hours=2)  # the activity was recorded at UTC+2
-    return {
-        "activityId": activity_id,
-        "activityName": f"Afternoon {type_key}",
-        "startTimeLocal": start_local.strftime("%Y-%m-%d %H:%M:%S"),
-        "startTimeGMT": start_gmt.strftime("%Y-%m-%d %H:%M:%S"),
-        "activityType": {"typeId": 13, "typeKey": type_key, "parentTypeId": 17},
-        "duration": minutes * 60.0,
-        "elapsedDuration": minutes * 60.0 + 30,
-        "averageHR": 128.0,
-        "maxHR": 171.0,
-        "calories": 420.0,
-        **extra,
-    }
-
-
-def set_last_activity(hass: HomeAssistant, activity: dict[str, Any]) -> None:
-    hass.states.async_set(ENTITY, activity["activityName"], activity)
+from .sources import ENTITY, add_person, garmin_activity, set_last_activity, settle
 
 
 def _workouts(mqtt_mock: MqttMockHAClient) -> list[dict[str, Any]]:
@@ -65,45 +36,6 @@ def _workouts(mqtt_mock: MqttMockHAClient) -> list[dict[str, Any]]:
         for c in mqtt_mock.async_publish.call_args_list
         if c.args[0] == f"{BASE}/robin/workout/completed"
     ]
-
-
-async def _settle(hass: HomeAssistant) -> None:
-    await hass.async_block_till_done()
-    await asyncio.sleep(0)
-    await hass.async_block_till_done()
-
-
-async def add_person(
-    hass: HomeAssistant,
-    entry: MockConfigEntry,
-    user_id: str,
-    source: str,
-    added_ago: timedelta,
-    **data: Any,
-) -> MockConfigEntry:
-    """A person subentry following `source` since `added_ago`, as the person form saves it."""
-    name = user_id.capitalize()
-    hass.states.async_set(f"person.{user_id}", "home", {"friendly_name": name})
-    added = dt_util.utcnow() - added_ago
-    hass.config_entries.async_add_subentry(
-        entry,
-        ConfigSubentry(
-            data=MappingProxyType(
-                {
-                    "person": f"person.{user_id}",
-                    "user_id": user_id,
-                    **data,
-                    "activity_sources": [source],
-                    "activity_sources_since": {source: added.isoformat()},
-                }
-            ),
-            subentry_type=SUBENTRY_PERSON,
-            title=name,
-            unique_id=user_id,
-        ),
-    )
-    await _settle(hass)
-    return entry
 
 
 @pytest.fixture
@@ -128,7 +60,7 @@ async def test_a_new_garmin_activity_is_one_workout_event(
 ) -> None:
     ended = dt_util.utcnow() - timedelta(minutes=3)
     set_last_activity(hass, garmin_activity(19_876_543_210, "strength_training", ended))
-    await _settle(hass)
+    await settle(hass)
     [event] = _workouts(mqtt_mock)
     assert {k: v for k, v in event.items() if k != "ended_at"} == {
         "event_id": "garmin:19876543210",
@@ -147,7 +79,7 @@ async def test_a_new_garmin_activity_is_one_workout_event(
     set_last_activity(
         hass, garmin_activity(19_876_543_210, "strength_training", ended, calories=425.0)
     )
-    await _settle(hass)
+    await settle(hass)
     assert len(_workouts(mqtt_mock)) == 1
 
 
@@ -157,12 +89,12 @@ async def test_history_and_unmapped_types_are_not_sent(
     now = dt_util.utcnow()
     # Ended before the source was added (a first sync of history).
     set_last_activity(hass, garmin_activity(1, "running", now - timedelta(hours=2)))
-    await _settle(hass)
+    await settle(hass)
     # A walk is no workout here; an unknown type is skipped.
     set_last_activity(hass, garmin_activity(2, "walking", now - timedelta(minutes=5)))
-    await _settle(hass)
+    await settle(hass)
     set_last_activity(hass, garmin_activity(3, "underwater_hockey_v2", now))
-    await _settle(hass)
+    await settle(hass)
     assert _workouts(mqtt_mock) == []
 
 
@@ -179,12 +111,12 @@ async def test_last_activities_and_a_reload_send_each_activity_once(
     hass.states.async_set(
         "sensor.robin_garmin_last_activity", "2", {"last_activities": [run, swim]}
     )
-    await _settle(hass)
+    await settle(hass)
     ids = [e["event_id"] for e in _workouts(mqtt_mock)]
     assert ids == ["garmin:10", "garmin:11"]
     assert {e["kind"] for e in _workouts(mqtt_mock)} == {"cardio"}
     assert await hass.config_entries.async_reload(robin.entry_id)
-    await _settle(hass)
+    await settle(hass)
     again = [e["event_id"] for e in _workouts(mqtt_mock)]
     assert again[:2] == ["garmin:10", "garmin:11"]
     assert set(again) == {"garmin:10", "garmin:11"}  # the same ids, never a new one
@@ -288,7 +220,7 @@ async def test_a_strava_activity_is_one_workout_event(
         strava_activity(98767, "Run", start - timedelta(hours=3)),  # before Kim added Strava
     ]
     hass.bus.async_fire("ha_strava_activities_update", {"activities": activities})
-    await _settle(hass)
+    await settle(hass)
     [event] = _kim_workouts(mqtt_mock)
     assert event["event_id"] == "strava:98765"
     assert event["kind"] == "strength"
@@ -299,7 +231,7 @@ async def test_a_strava_activity_is_one_workout_event(
     assert (event["zone"], event["rpe"]) == (3, 6.0)  # 150 of 200 bpm: 75%
     # ha_strava fires again after its next webhook: nothing new.
     hass.bus.async_fire("ha_strava_activities_update", {"activities": activities})
-    await _settle(hass)
+    await settle(hass)
     assert len(_kim_workouts(mqtt_mock)) == 1
 
 
@@ -376,7 +308,7 @@ async def test_a_polar_exercise_is_one_workout_event(
     start = (dt_util.utcnow() - timedelta(minutes=55)).astimezone(berlin).replace(microsecond=0)
     local = start.replace(tzinfo=None).isoformat()  # AccessLink's start has no zone
     hass.states.async_set(POLAR_ENTITY, local, polar_exercise(start))
-    await _settle(hass)
+    await settle(hass)
     workouts = [
         json.loads(c.args[1])
         for c in mqtt_mock.async_publish.call_args_list
@@ -391,7 +323,7 @@ async def test_a_polar_exercise_is_one_workout_event(
     assert "zone" not in event  # Lee has no maximum heart rate set
     # The next poll: the same exercise, nothing new.
     hass.states.async_set(POLAR_ENTITY, local, {**polar_exercise(start), "calories": 412})
-    await _settle(hass)
+    await settle(hass)
     assert (
         len(
             [

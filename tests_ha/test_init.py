@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 from custom_components.recovery_coach.diagnostics import async_get_config_entry_diagnostics
 from homeassistant.components.diagnostics import REDACTED
-from homeassistant.config_entries import ConfigEntryState
+from homeassistant.config_entries import ConfigEntryState, ConfigSubentry
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -67,12 +68,43 @@ async def test_unload_stops_everything(
     assert len(pixel) == 1
 
 
+def _leaves(value: Any) -> list[Any]:
+    """Every number and text in a JSON-like value."""
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
+
+
 async def test_diagnostics_redact_health_figures(
     hass: HomeAssistant, mqtt_mock: MqttMockHAClient, loaded_entry: MockConfigEntry
 ) -> None:
-    """Protein, effort and nudge texts are redacted; structure and times remain."""
+    """Weight, sleep, soreness, effort, protein and what nudges say are redacted wherever
+    they appear (the service's state, the last nudge, the people's settings); structure,
+    status and ids remain."""
+    hass.config_entries.async_add_subentry(
+        loaded_entry,
+        ConfigSubentry(
+            data=MappingProxyType(
+                {
+                    "user_id": "robin",
+                    "person": "person.robin",
+                    "weight_kg": 81.7,
+                    "sleep_hours": 9.5,
+                    "wake_time": "06:10:00",
+                    "max_heart_rate": 187,
+                    "phones": ["mobile_app_pixel"],
+                }
+            ),
+            subentry_type="person",
+            title="Robin",
+            unique_id="robin",
+        ),
+    )
     async_fire_mqtt_message(hass, f"{BASE}/status", "online", retain=True)
-    async_fire_mqtt_message(hass, f"{BASE}/alex/state", json.dumps(user_state()), retain=True)
+    state = user_state(sleep_hours=9.5, next_wake="2025-03-05T06:10:00+01:00")
+    async_fire_mqtt_message(hass, f"{BASE}/alex/state", json.dumps(state), retain=True)
     async_fire_mqtt_message(
         hass,
         f"{BASE}/alex/nudge",
@@ -81,20 +113,23 @@ async def test_diagnostics_redact_health_figures(
     await hass.async_block_till_done()
 
     diagnostics = await async_get_config_entry_diagnostics(hass, loaded_entry)
-    state = diagnostics["states"]["alex"]
+    dump = json.dumps(diagnostics)
     assert diagnostics["service_status"] == "online"
-    assert diagnostics["followed_users"] == ["alex"]
-    assert diagnostics["base_topic"] == BASE
-    assert diagnostics["options"] == {}  # the followed users are subentries since version 2
-    for key in ("protein_target_g", "protein_logged_g", "protein_remaining_g"):
-        assert state[key] == REDACTED, key
-    assert state["last_workout"]["rpe"] == REDACTED
-    assert state["next_bedtime"] == "2025-03-04T22:15:00+01:00"
-    last = diagnostics["last_nudges"]["alex"]
-    assert last["message"] == REDACTED
-    assert last["data"] == REDACTED
-    assert last["kind"] == "protein"
-    assert "88" not in json.dumps(diagnostics)
+    assert diagnostics["followed_users"] == ["alex", "robin"]
+    assert diagnostics["last_nudges"]["alex"]["kind"] == "protein"
+    assert diagnostics["last_nudges"]["alex"]["rule"] == "R2"
+    robin = next(p for p in diagnostics["people"].values() if p["type"] == "person")
+    assert robin["settings"]["user_id"] == "robin"
+    assert robin["settings"]["phones"] == ["mobile_app_pixel"]
+    # the figures, in every form they were given: as values, and inside times
+    leaves = _leaves(diagnostics)
+    for number in (81.7, 9.5, 187, 128, 88, 40):
+        assert number not in leaves, number
+    for clock in ("06:10", "22:15", "21:45", "06:30"):
+        assert clock not in dump, clock
+    for key in ("weight_kg", "sleep_hours", "max_heart_rate", "wake_time"):
+        assert robin["settings"][key] == REDACTED, key
+    assert diagnostics["states"]["alex"]["last_workout"] == REDACTED
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -124,21 +125,64 @@ async def test_missing_phone_does_not_stop_the_others(
     assert "Could not notify notify.mobile_app_pixel" in caplog.text
 
 
-def test_cooldown_nudge_gets_an_android_chronometer() -> None:
-    """Cooldown: a live countdown to cooldown_ends_at, in epoch seconds."""
+def test_cooldown_nudge_is_a_live_update_with_a_chronometer() -> None:
+    """Cooldown: a live countdown to cooldown_ends_at (epoch seconds), as the companion
+    app's docs name the keys: `live_update` and a `tag` start an Android 16 Live Update or
+    an iOS Live Activity (title required on Android), `chronometer` with `when` counts down
+    (and on older apps too), `critical_text` is the status bar chip's label."""
     cooldown = nudge(
         kind="cooldown_start",
+        title="Cool down now",
         data={"cooldown_ends_at": "2025-03-04T18:05:00+01:00"},
         expires_at="2025-03-04T18:30:00+01:00",
     )
     now = datetime.fromisoformat("2025-03-04T18:00:00+01:00")
-    data = notification_service_data("alex", cooldown, now)["data"]
+    call = notification_service_data("alex", cooldown, now)
+    data = call["data"]
+    assert call["title"] == "Cool down now"
+    assert data["live_update"] is True
     assert data["chronometer"] is True
     assert data["when"] == int(datetime.fromisoformat("2025-03-04T18:05:00+01:00").timestamp())
     assert data["when_relative"] is False
-    assert data["live_update"] is True  # Android 16's live update of the countdown
-    assert data["tag"] == "recovery_coach_alex_cooldown_start"
+    assert data["critical_text"] == "Cool down now"
+    assert data["tag"] == "recovery_coach_alex_cooldown"
     assert data["timeout"] == 30 * 60
+    # Live Activity tags: letters, digits, - and _, at most 64 characters.
+    longest = notification_service_data("a" * 32, cooldown, now)["data"]["tag"]
+    assert len(longest) <= 64
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", longest)
+
+
+async def test_the_countdown_leaves_the_phone_when_done_or_acknowledged(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, loaded_entry: MockConfigEntry
+) -> None:
+    """The companion app ends a live update or Live Activity with `clear_notification`
+    and its tag: sent before the cooldown's "done", and when the cooldown is acknowledged
+    (from the phone, a button, anything on the ack topic)."""
+    pixel = async_mock_service(hass, "notify", "mobile_app_pixel")
+    start = nudge(
+        nudge_id="cd-1",
+        kind="cooldown_start",
+        data={"cooldown_ends_at": "2025-03-04T18:05:00+01:00"},
+    )
+    await _send_nudge(hass, "alex", start)
+    await _send_nudge(hass, "alex", nudge(nudge_id="cd-2", kind="cooldown_done"))
+    messages = [c.data["message"] for c in pixel]
+    assert messages == [start["message"], "clear_notification", nudge()["message"]]
+    assert pixel[1].data["data"] == {"tag": "recovery_coach_alex_cooldown"}
+
+    pixel.clear()
+    await _send_nudge(hass, "alex", {**start, "nudge_id": "cd-3"})
+    async_fire_mqtt_message(hass, f"{BASE}/alex/nudge/cd-3/ack", "{}")
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert [c.data["message"] for c in pixel][-1] == "clear_notification"
+
+    pixel.clear()  # a snooze keeps the countdown; an ack of another kind clears nothing
+    async_fire_mqtt_message(hass, f"{BASE}/alex/nudge/cd-3/snooze", '{"minutes": 5}')
+    await _send_nudge(hass, "alex", nudge(nudge_id="r2-1"))
+    async_fire_mqtt_message(hass, f"{BASE}/alex/nudge/r2-1/ack", "{}")
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert "clear_notification" not in [c.data["message"] for c in pixel]
 
 
 def test_expired_nudge_gets_no_timeout() -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from custom_components.recovery_coach.voice import install_sentence_files, shipped_languages
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components import conversation
 from homeassistant.core import Context, HomeAssistant
@@ -18,8 +20,11 @@ from .conftest import BASE, user_state
 
 
 @pytest.fixture(autouse=True)
-async def setup_conversation(hass: HomeAssistant) -> None:
-    """The default Assist agent, with Home Assistant in Berlin time."""
+async def setup_conversation(hass: HomeAssistant, tmp_path: Path) -> None:
+    """The default Assist agent, with Home Assistant in Berlin time, and the integration's
+    sentence files where its repair puts them (test_repairs.py walks that fix itself)."""
+    hass.config.config_dir = str(tmp_path)
+    await hass.async_add_executor_job(install_sentence_files, tmp_path, shipped_languages())
     await hass.config.async_set_time_zone("Europe/Berlin")
     assert await async_setup_component(hass, "homeassistant", {})
     assert await async_setup_component(hass, "conversation", {})

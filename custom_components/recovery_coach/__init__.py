@@ -8,13 +8,15 @@ actions (services) that log workouts, and gym check-in by zone.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigSubentry
+from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.typing import ConfigType
 
 from .announcements import async_announce
@@ -24,24 +26,40 @@ from .const import (
     CONF_PHONES,
     CONF_TTS_ENGINE,
     CONF_USERS,
+    COOLDOWN_KINDS,
     DOMAIN,
     LOGGER,
 )
 from .gym_zone import async_track_gym_zones
-from .hub import RecoveryCoachConfigEntry, RecoveryCoachHub, RecoveryCoachRuntimeData
+from .hub import (
+    NudgeAction,
+    RecoveryCoachConfigEntry,
+    RecoveryCoachHub,
+    RecoveryCoachRuntimeData,
+)
+from .llm import async_setup_llm_api
 from .people import CONF_USER_ID, SUBENTRY_PERSON, SUBENTRY_SERVICE_USER
-from .phone_notifications import async_listen_for_actions, async_notify_phones
+from .phone_notifications import (
+    async_clear_cooldown,
+    async_listen_for_actions,
+    async_notify_phones,
+)
 from .profiles import PeopleFollower, async_remove_people, followed_of, people_of
+from .repairs import async_check_assist_sentences, async_raise
 from .services import async_setup_services
 from .voice import async_setup_voice
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
+PLATFORMS: Final = [Platform.EVENT]
+
+
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Register the actions and voice intents, which serve every entry."""
+    """Register the actions, voice intents and LLM tools, which serve every entry."""
     async_setup_services(hass)
     async_setup_voice(hass)
+    async_setup_llm_api(hass)
     return True
 
 
@@ -58,6 +76,19 @@ async def async_setup_entry(hass: HomeAssistant, entry: RecoveryCoachConfigEntry
     await _async_follow_people(hass, entry)
     runtime.unsubscribers.append(lambda: _stop_following_people(runtime))
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    await async_check_assist_sentences(hass)
+
+    @callback
+    def on_action(action: NudgeAction) -> None:
+        nudge = hub.nudge(action.user_id, action.nudge_id) or {}
+        phones = hub.user_settings.get(action.user_id, {}).get(CONF_PHONES)
+        if action.snooze_minutes is None and nudge.get("kind") in COOLDOWN_KINDS and phones:
+            entry.async_create_background_task(
+                hass,
+                async_clear_cooldown(hass, list(phones), action.user_id),
+                f"{DOMAIN} clear cooldown {action.user_id}",
+            )
 
     @callback
     def on_nudge(user_id: str, nudge: dict[str, Any]) -> None:
@@ -77,7 +108,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: RecoveryCoachConfigEntry
             )
 
     runtime.unsubscribers.extend(
-        [hub.async_add_nudge_listener(on_nudge), async_listen_for_actions(hass, hub)]
+        [
+            hub.async_add_nudge_listener(on_nudge),
+            hub.async_add_action_listener(on_action),
+            async_listen_for_actions(hass, hub),
+        ]
     )
     return True
 
@@ -89,6 +124,23 @@ async def _async_follow_people(hass: HomeAssistant, entry: RecoveryCoachConfigEn
     follower = PeopleFollower(hass, entry)
     await follower.async_start()
     runtime.people = [follower.async_stop, async_track_gym_zones(hass, runtime.hub)]
+    if runtime.add_entities is not None:  # people added: their event entities
+        runtime.add_entities()
+    _async_check_notify_targets(hass, entry)
+
+
+@callback
+def _async_check_notify_targets(hass: HomeAssistant, entry: RecoveryCoachConfigEntry) -> None:
+    """A followed person with no phone and no speaker hears nothing: a repair says so."""
+    for sub in entry.subentries.values():
+        user_id = sub.data.get(CONF_USER_ID)
+        if not user_id:
+            continue
+        issue_id = f"no_notify_target_{entry.entry_id}_{user_id}"
+        if sub.data.get(CONF_PHONES) or sub.data.get(CONF_ANNOUNCE_ENTITY):
+            ir.async_delete_issue(hass, DOMAIN, issue_id)
+        else:
+            async_raise(hass, issue_id, "no_notify_target", {"name": sub.title})
 
 
 def _stop_following_people(runtime: RecoveryCoachRuntimeData) -> None:
@@ -97,30 +149,31 @@ def _stop_following_people(runtime: RecoveryCoachRuntimeData) -> None:
 
 
 async def _async_entry_updated(hass: HomeAssistant, entry: RecoveryCoachConfigEntry) -> None:
-    """Options or people changed. A person deleted is removed from the service (an empty
-    retained profile). People added, changed or removed are followed anew in place, so
-    the hub's subscriptions stay up and no nudge arriving meanwhile is missed; changed
-    options reload the entry. Other updates of the entry (HA's bookkeeping) change nothing."""
+    """The entry changed: the one place that acts on it (HA's own reload helpers refuse an
+    entry with an update listener). A person deleted is removed from the service (an empty
+    retained profile). People added, changed or removed are followed anew in place, so the
+    hub's subscriptions stay up and no nudge arriving meanwhile is missed; a new base topic
+    (reconfigure) or changed options reload the entry. HA's bookkeeping changes nothing."""
     runtime = entry.runtime_data
     before = runtime.configured
     now = _configured(entry)
     if now == before:
         return
-    had = {d[CONF_USER_ID] for t, d in before[1].values() if t == SUBENTRY_PERSON}
+    had = {d[CONF_USER_ID] for t, d in before[2].values() if t == SUBENTRY_PERSON}
     gone = sorted(had - set(people_of(entry)))
-    await async_remove_people(hass, entry.data[CONF_BASE_TOPIC], gone)
-    if now[0] != before[0]:
-        await hass.config_entries.async_reload(entry.entry_id)
+    await async_remove_people(hass, before[0][CONF_BASE_TOPIC], gone)
+    if now[:2] != before[:2]:
+        hass.config_entries.async_schedule_reload(entry.entry_id)
         return
     runtime.configured = now
     _stop_following_people(runtime)
     await _async_follow_people(hass, entry)
 
 
-def _configured(entry: RecoveryCoachConfigEntry) -> tuple[Any, Any]:
-    """What the running entry was built from: its options and its subentries."""
+def _configured(entry: RecoveryCoachConfigEntry) -> tuple[Any, Any, Any]:
+    """What the running entry was built from: its data, its options and its subentries."""
     subentries = {s.subentry_id: (s.subentry_type, dict(s.data)) for s in entry.subentries.values()}
-    return (dict(entry.options), subentries)
+    return (dict(entry.data), dict(entry.options), subentries)
 
 
 async def async_migrate_entry(hass: HomeAssistant, entry: RecoveryCoachConfigEntry) -> bool:
@@ -148,13 +201,19 @@ async def async_migrate_entry(hass: HomeAssistant, entry: RecoveryCoachConfigEnt
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: RecoveryCoachConfigEntry) -> None:
-    """The integration is removed: the people set up in it leave the service too."""
+    """The integration is removed: the people set up in it leave the service too, and its
+    repair issues go."""
+    issues = ir.async_get(hass).issues
+    for domain, issue_id in list(issues):
+        if domain == DOMAIN and entry.entry_id in issue_id:
+            ir.async_delete_issue(hass, DOMAIN, issue_id)
     if await mqtt.async_wait_for_mqtt_client(hass):
         await async_remove_people(hass, entry.data[CONF_BASE_TOPIC], sorted(people_of(entry)))
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: RecoveryCoachConfigEntry) -> bool:
-    """Stop following the service; nothing else was set up."""
+    """Stop following the service and remove the entry's event entities."""
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     while entry.runtime_data.unsubscribers:
         entry.runtime_data.unsubscribers.pop()()
-    return True
+    return unloaded

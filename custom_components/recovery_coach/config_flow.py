@@ -188,12 +188,15 @@ class RecoveryCoachConfigFlow(ConfigFlow, domain=DOMAIN):
                     await self.async_set_unique_id(self._base_topic)
                     self._abort_if_unique_id_configured()
                 if (error := await self._async_find_service()) is None:
-                    return self.async_update_reload_and_abort(
+                    # The entry's update listener reloads it for the new base topic (HA
+                    # 2026.12 refuses a reload from the flow of an entry with a listener).
+                    self.hass.config_entries.async_update_entry(
                         entry,
                         unique_id=self._base_topic,
                         title=f"Recovery Coach ({self._base_topic})",
-                        data_updates={CONF_BASE_TOPIC: self._base_topic},
+                        data={**entry.data, CONF_BASE_TOPIC: self._base_topic},
                     )
+                    return self.async_abort(reason="reconfigure_successful")
                 errors["base"] = error
         return self.async_show_form(
             step_id="reconfigure",

@@ -50,15 +50,28 @@ def _epoch_seconds(value: Any) -> int | None:
     return int(moment.timestamp())
 
 
+def cooldown_tag(user_id: str) -> str:
+    """The tag of a person's running cooldown (at most 64 characters, as Live Activities
+    need: the user id is at most 32)."""
+    return f"{DOMAIN}_{user_id}_cooldown"
+
+
+def clear_service_data(tag: str) -> dict[str, Any]:
+    """The companion app's command that removes a notification, and ends a live update
+    (Android 16) or Live Activity (iOS) with that tag."""
+    return {"message": "clear_notification", "data": {"tag": tag}}
+
+
 def notification_service_data(
     user_id: str, nudge: dict[str, Any], now: datetime | None = None
 ) -> dict[str, Any]:
     """Build the `notify.mobile_app_*` call for one nudge."""
     kind = str(nudge.get("kind", "nudge"))
     nudge_id = str(nudge["nudge_id"])
+    cooldown = kind in COOLDOWN_KINDS
     data: dict[str, Any] = {
         # Same tag: a newer nudge of the same kind replaces the older one on the phone.
-        "tag": f"{DOMAIN}_{user_id}_{kind}",
+        "tag": cooldown_tag(user_id) if cooldown else f"{DOMAIN}_{user_id}_{kind}",
         "group": f"{DOMAIN}_{user_id}",
         "actions": [
             {"action": action_id(ACTION_DONE, user_id, nudge_id), "title": "Done"},
@@ -69,13 +82,22 @@ def notification_service_data(
         ],
     }
     nudge_data = nudge.get("data")
-    if kind in COOLDOWN_KINDS and isinstance(nudge_data, dict):
+    if cooldown and isinstance(nudge_data, dict):
         ends = _epoch_seconds(nudge_data.get("cooldown_ends_at"))
         if ends is not None:
-            # Android shows a live countdown to the end of the cooldown; on Android 16 the
-            # companion app makes it a live update (status bar chip, lock screen).
+            # A countdown to the end of the cooldown: a live update on Android 16 (status
+            # bar chip, lock screen) and a Live Activity on iOS; older Android apps show
+            # the chronometer in the notification. Cleared when the cooldown is done or
+            # acknowledged (clear_service_data, same tag).
             data.update(
-                {"chronometer": True, "when": ends, "when_relative": False, "live_update": True}
+                {
+                    "live_update": True,
+                    "chronometer": True,
+                    "when": ends,
+                    "when_relative": False,
+                    "critical_text": str(nudge.get("title", "Cool down"))[:20],
+                    "notification_icon": "mdi:timer-sand",
+                }
             )
     expires = _epoch_seconds(nudge.get("expires_at"))
     if expires is not None:
@@ -86,16 +108,29 @@ def notification_service_data(
     return {"title": nudge["title"], "message": nudge["message"], "data": data}
 
 
-async def async_notify_phones(
-    hass: HomeAssistant, phones: list[str], user_id: str, nudge: dict[str, Any]
+async def _async_call_phones(
+    hass: HomeAssistant, phones: list[str], service_data: dict[str, Any]
 ) -> None:
-    """Send one nudge to each of the user's phones; a missing phone is logged, not raised."""
-    service_data = notification_service_data(user_id, nudge)
     for phone in phones:
         try:
             await hass.services.async_call(NOTIFY_DOMAIN, phone, service_data, blocking=True)
         except HomeAssistantError as err:
             LOGGER.warning("Could not notify %s.%s: %s", NOTIFY_DOMAIN, phone, err)
+
+
+async def async_notify_phones(
+    hass: HomeAssistant, phones: list[str], user_id: str, nudge: dict[str, Any]
+) -> None:
+    """Send one nudge to each of the user's phones; a missing phone is logged, not raised.
+    The cooldown's "done" first ends the countdown of its start."""
+    if nudge.get("kind") == "cooldown_done":
+        await _async_call_phones(hass, phones, clear_service_data(cooldown_tag(user_id)))
+    await _async_call_phones(hass, phones, notification_service_data(user_id, nudge))
+
+
+async def async_clear_cooldown(hass: HomeAssistant, phones: list[str], user_id: str) -> None:
+    """The cooldown was acknowledged: its countdown leaves the phones."""
+    await _async_call_phones(hass, phones, clear_service_data(cooldown_tag(user_id)))
 
 
 @callback

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, Final
 
 from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntry
@@ -21,7 +22,10 @@ from homeassistant.core import (
 )
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
-from homeassistant.helpers.event import async_track_state_change_event
+from homeassistant.helpers.event import (
+    async_track_state_change_event,
+    async_track_time_interval,
+)
 from homeassistant.util import dt as dt_util
 
 from .activity_sources import (
@@ -128,6 +132,16 @@ def _issue_id(entry_id: str, user_id: str) -> str:
     return f"profile_refused_{entry_id}_{user_id}"
 
 
+def _source_issue_id(entry_id: str, user_id: str, entity_id: str) -> str:
+    return f"source_silent_{entry_id}_{user_id}_{entity_id.replace('.', '_')}"
+
+
+# A source whose newest activity is this old has not synced: worth a repair, since nothing
+# it shows is sent as today's workout (activity_sources.RECENT).
+STALE_AFTER: Final = timedelta(days=7)
+CHECK_SOURCES_EVERY: Final = timedelta(hours=6)
+
+
 @callback
 def async_clear_profile_issue(hass: HomeAssistant, entry_id: str, user_id: str) -> None:
     ir.async_delete_issue(hass, DOMAIN, _issue_id(entry_id, user_id))
@@ -154,11 +168,16 @@ class PeopleFollower:
             for entity_id in data.get(CONF_SOURCES) or []:
                 sources.setdefault(entity_id, []).append(user_id)
         if sources:
+            # Callbacks (not lambdas, which HA would run in a worker thread).
+            on_activity = callback(partial(self._activity, sources))
+            on_check = callback(lambda _now: self._check_sources(sources))
             self._unsubscribers.append(
-                async_track_state_change_event(
-                    self.hass, list(sources), lambda e: self._activity(sources, e)
-                )
+                async_track_state_change_event(self.hass, list(sources), on_activity)
             )
+            self._unsubscribers.append(
+                async_track_time_interval(self.hass, on_check, CHECK_SOURCES_EVERY)
+            )
+            self._check_sources(sources)
         registry = er.async_get(self.hass)
         self._strava_people = sorted(
             {
@@ -182,10 +201,9 @@ class PeopleFollower:
             if data.get(CONF_WEIGHT_ENTITY)
         }
         if sensors:
+            on_weight = callback(partial(self._weight_changed, sensors))
             self._unsubscribers.append(
-                async_track_state_change_event(
-                    self.hass, list(sensors), lambda e: self._weight_changed(sensors, e)
-                )
+                async_track_state_change_event(self.hass, list(sensors), on_weight)
             )
         self._unsubscribers.append(
             await mqtt.async_subscribe(
@@ -203,6 +221,48 @@ class PeopleFollower:
         entity_id = event.data["entity_id"]
         for user_id in sources[entity_id]:
             self._send_activities(user_id, entity_id, event.data["new_state"])
+        self._check_sources({entity_id: sources[entity_id]})
+
+    @callback
+    def _check_sources(self, sources: dict[str, list[str]]) -> None:
+        """A source that is gone, or whose newest activity is days old, is a repair: its
+        old activity is never sent as today's, and the person should know why."""
+        now = dt_util.utcnow()
+        registry = er.async_get(self.hass)
+        for entity_id, users in sources.items():
+            state = self.hass.states.get(entity_id)
+            known = registry.async_get(entity_id)
+            strava = known is not None and known.platform == STRAVA_PLATFORM
+            newest = max(
+                (a.ended_at for a in activities_of(state, dt_util.get_default_time_zone())),
+                default=None,
+            )
+            for user_id in users:
+                issue_id = _source_issue_id(self.entry.entry_id, user_id, entity_id)
+                name = person_name(self.hass, self.people[user_id][CONF_PERSON], user_id)
+                if state is None and known is None:
+                    key, extra = "source_missing", {}
+                elif newest is not None and not strava and now - newest > STALE_AFTER:
+                    days = (now - newest).days
+                    key, extra = "source_silent", {"days": str(days)}
+                    LOGGER.info(
+                        "%s: the newest activity of %s ended %d days ago: nothing sent",
+                        user_id,
+                        entity_id,
+                        days,
+                    )
+                else:
+                    ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+                    continue
+                ir.async_create_issue(
+                    self.hass,
+                    DOMAIN,
+                    issue_id,
+                    is_fixable=False,
+                    severity=ir.IssueSeverity.WARNING,
+                    translation_key=key,
+                    translation_placeholders={"name": name, "entity": entity_id, **extra},
+                )
 
     @callback
     def _strava_event(self, event: Event) -> None:
@@ -249,6 +309,7 @@ class PeopleFollower:
                     event_topic(self.base, user_id, "workout/completed"),
                     json.dumps(body),
                     qos=1,
+                    retain=False,
                 ),
                 f"{DOMAIN} activity {body['event_id']}",
             )

@@ -1,27 +1,27 @@
 """Voice answers from each followed user's current state (Assist intents and sentences).
 
-Custom integrations cannot add sentences to the shared intents repository, so the
-English sentences are registered as conversation sentence triggers (the mechanism behind
-the `conversation` automation trigger); each trigger runs one of the intents below, which
-other agents (and LLM tools) can also call directly.
+The intents are registered with HA's public intent API; any agent can call them. Custom
+integrations cannot add sentences to the shared intents repository, and HA offers no public
+API to register them from code, so the sentences ship as files in HA's documented
+`custom_sentences/<language>/` format (sentences/<language>.yaml here): a fixable repair
+puts them in place (repairs.py), and the default agent matches them to these intents.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import intent
 from homeassistant.util import dt as dt_util
 
-from .const import DOMAIN, LOGGER
+from .const import DOMAIN
 
 if TYPE_CHECKING:
-    from hassil.recognize import RecognizeResult
-    from homeassistant.components.conversation import ConversationInput
-
     from .hub import RecoveryCoachHub
 
 INTENT_BEDTIME = "RecoveryCoachBedtime"
@@ -29,30 +29,51 @@ INTENT_PROTEIN = "RecoveryCoachProteinRemaining"
 INTENT_CARDIO_AFTER_LEG_DAY = "RecoveryCoachCardioAfterLegDay"
 INTENT_ZONE2 = "RecoveryCoachZone2Week"
 
-# English sentence templates (hassil syntax: [optional], (a|b) alternatives).
-SENTENCES: dict[str, list[str]] = {
-    INTENT_BEDTIME: [
-        "when should I go to (bed|sleep) [tonight]",
-        "what time should I go to (bed|sleep) [tonight]",
-        "(when|what) is my bedtime [tonight]",
-        "(what's|whats) my bedtime [tonight]",
-    ],
-    INTENT_PROTEIN: [
-        "how much protein do I [still] need [to eat] [today]",
-        "how much protein (is|do I have) left [today]",
-        "how much [more] protein should I eat [today]",
-    ],
-    INTENT_CARDIO_AFTER_LEG_DAY: [
-        "(can|should) I do cardio after leg day",
-        "(can|should) I (run|cycle|go for a run) after leg day",
-        "is cardio after leg day (ok|okay|fine|bad)",
-    ],
-    INTENT_ZONE2: [
-        "(what's|whats|what is) my zone (2|two) [minutes] this week",
-        "how much zone (2|two) [have I done|did I do] this week",
-        "how am I doing on zone (2|two) [this week]",
-    ],
-}
+SENTENCES_DIR: Final = Path(__file__).parent / "sentences"
+INSTALLED_NAME: Final = f"{DOMAIN}.yaml"
+MARKER: Final = "# Installed by Recovery Coach"
+
+
+def _installed_text(language: str) -> str:
+    """A shipped sentence file as it is installed: marked with its content's hash, so an
+    older copy of ours is replaced and a file the person edited is left alone."""
+    text = (SENTENCES_DIR / f"{language}.yaml").read_text(encoding="utf-8")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return (
+        f"{MARKER} ({digest}); it replaces this file when it updates it. Delete this line "
+        "to keep your own changes.\n" + text
+    )
+
+
+def shipped_languages() -> list[str]:
+    return sorted(p.stem for p in SENTENCES_DIR.glob("*.yaml"))
+
+
+def sentence_files_to_install(config_dir: Path) -> list[str]:
+    """Languages whose `custom_sentences` file is missing or an older copy of ours (runs
+    in the executor: it reads files)."""
+    todo = []
+    for language in shipped_languages():
+        path = config_dir / "custom_sentences" / language / INSTALLED_NAME
+        if not path.exists():
+            todo.append(language)
+            continue
+        current = path.read_text(encoding="utf-8")
+        if current.startswith(MARKER) and current != _installed_text(language):
+            todo.append(language)
+    return todo
+
+
+def install_sentence_files(config_dir: Path, languages: list[str]) -> list[Path]:
+    """Put the shipped sentence files in `custom_sentences` (runs in the executor)."""
+    written = []
+    for language in languages:
+        path = config_dir / "custom_sentences" / language / INSTALLED_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_installed_text(language), encoding="utf-8")
+        written.append(path)
+    return written
+
 
 CARDIO_AFTER_LEG_DAY = (
     "Yes, cardio after leg day is fine if you keep it low to moderate: an effort of {cap} "
@@ -155,9 +176,10 @@ class RecoveryCoachIntentHandler(intent.IntentHandler):
         self._answer = answer
 
     async def async_handle(self, intent_obj: intent.Intent) -> intent.IntentResponse:
-        """Speak the answer."""
+        """Speak the answer: a question answered, not an action done."""
         states = _followed_states(intent_obj.hass)
         response = intent_obj.create_response()
+        response.response_type = intent.IntentResponseType.QUERY_ANSWER
         response.async_set_speech(self._answer(intent_obj.hass, states))
         return response
 
@@ -200,36 +222,6 @@ HANDLERS = (
 
 @callback
 def async_setup_voice(hass: HomeAssistant) -> None:
-    """Register the intents, and the English sentences when conversation is available."""
+    """Register the intents (the sentences that reach them are files: see repairs.py)."""
     for handler in HANDLERS:
         intent.async_register(hass, handler)
-    try:
-        from homeassistant.components.conversation.agent_manager import (
-            get_agent_manager,
-        )
-        from homeassistant.components.conversation.trigger import (
-            TriggerDetails,
-        )
-    except ImportError:  # conversation's own requirements missing: intents still work
-        LOGGER.warning("Assist sentences unavailable; the intents are still registered")
-        return
-    manager = get_agent_manager(hass)
-    for intent_type, sentences in SENTENCES.items():
-        manager.register_trigger(TriggerDetails(sentences, _trigger_callback(hass, intent_type)))
-
-
-def _trigger_callback(hass: HomeAssistant, intent_type: str) -> Callable[..., Any]:
-    async def run_intent(user_input: ConversationInput, result: RecognizeResult) -> str | None:
-        response = await intent.async_handle(
-            hass,
-            DOMAIN,
-            intent_type,
-            {},
-            text_input=user_input.text,
-            context=user_input.context,
-            language=user_input.language,
-        )
-        speech: str | None = response.speech.get("plain", {}).get("speech")
-        return speech
-
-    return run_intent

@@ -55,6 +55,7 @@ HISTORY = timedelta(days=21)  # the timeline the rules read: R10's week, R12's s
 MAX_FACTS = 200  # per kind of fact in a user's state (21 days of 9 workouts a day)
 SHORT_HISTORY = timedelta(days=4)  # protein logs, gym marks, plans: past rules.LOOKBACK
 RECENT_NUDGES = 20
+NEXT_NUDGES = 5  # shown in the state: what is coming next
 
 # Inside the sleep window these wait for the wake time; the others are tied to the moment.
 DEFERRED_KINDS: frozenset[NudgeKind] = frozenset(
@@ -354,7 +355,10 @@ def _command(
     if worded is None:
         note = f"{nudge_id} ({target.rule} {target.kind}) snoozed: it no longer applies then"
         return Decision(state=state, dropped=(note,))
-    copy = Planned(nudge_id, nudge_id, expires, manual=True, snoozed_from=original)
+    copy = Planned(
+        nudge_id, nudge_id, expires, manual=True, snoozed_from=original,
+        due_at=due, rule=target.rule, kind=target.kind,
+    )  # fmt: skip
     return Decision(
         state=replace(state, planned=(*without_copies, copy)), nudges=(worded,), cancel=copies
     )
@@ -411,7 +415,11 @@ def reconcile(
         if old is not None and (old.sent or old.manual or old.digest == p.digest):
             continue
         schedule.append(p.nudge)
-        keep.append(Planned(nudge_id, p.digest, p.expires))
+        keep.append(
+            Planned(
+                nudge_id, p.digest, p.expires, due_at=p.due, rule=p.draft.rule, kind=p.draft.kind
+            )
+        )
     return Decision(
         state=replace(state, planned=tuple(keep)),
         nudges=tuple(schedule),
@@ -547,5 +555,12 @@ def state_view(profile: Profile, state: UserState, now: datetime) -> dict[str, A
         "sleep_hours": profile.sleep_hours,  # what voice answers say, not a fixed 8
         "rpe_cap": profile.settings.moderate_rpe_max,
         "zone2_progress_pct": round(100 * zone2 / zone2_target) if zone2_target else 0,
+        "next_nudges": [
+            {"kind": p.kind, "rule": p.rule, "due_at": iso(p.due_at)}
+            for p in sorted(
+                (p for p in state.planned if not p.sent and p.due_at and p.due_at > now),
+                key=lambda p: (p.due_at, p.nudge_id),
+            )[:NEXT_NUDGES]
+        ],
         "updated_at": iso(now),
     }

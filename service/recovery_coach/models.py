@@ -368,6 +368,10 @@ class Planned:
     sent: bool = False
     manual: bool = False
     snoozed_from: str | None = None  # a snoozed copy: the nudge it repeats
+    # When it is due and what it is (the state's `next_nudges`); None in older states.
+    due_at: datetime | None = None
+    rule: RuleId | None = None
+    kind: NudgeKind | None = None
 
 
 @dataclass(frozen=True)
