@@ -29,6 +29,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import paho.mqtt.client as mqtt
@@ -249,6 +250,13 @@ class HomeAssistant:
     def entry(self, domain: str) -> dict[str, Any]:
         entries = self.request("GET", "/api/config/config_entries/entry")
         return next(e for e in entries if e["domain"] == domain)
+
+
+def daytime_wake(zone: str = "Europe/Berlin") -> str:
+    """A wake time 8 hours ago in HA's zone: whenever the run starts, the workout it logs
+    falls in the person's day (not in their sleep window, where no cooldown is sent)."""
+    now = datetime.now(ZoneInfo(zone)) - timedelta(hours=8)
+    return f"{now.hour:02d}:{now.minute // 15 * 15:02d}:00"
 
 
 def garmin_activity(activity_id: int, ended: datetime) -> dict[str, Any]:
@@ -531,7 +539,7 @@ def main() -> int:
                     "weight_kg": 82,
                     "goal": "hypertrophy",
                     "running_experience": "intermediate",
-                    "wake_time": "07:00:00",
+                    "wake_time": daytime_wake(),
                     "sleep_hours": 8,
                     "protein_g_per_kg": 1.6,
                     "activity_sources": [GARMIN],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -15,6 +16,7 @@ import sys
 import threading
 import time
 import tomllib
+import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -215,23 +217,80 @@ def test_the_add_on_and_the_package_have_one_version() -> None:
     assert f"## {package}" in changelog
 
 
+# The Supervisor's own check of `watchdog` (supervisor/apps/validate.py, RE_WATCHDOG).
+SUPERVISOR_WATCHDOG = re.compile(
+    r"^(?:https?|\[PROTO:\w+\]|tcp):\/\/\[HOST\]:(\[PORT:\d+\]|\d+).*$"
+)
+
+
 def test_the_add_on_declares_what_the_supervisor_needs() -> None:
     addon = yaml.safe_load((ROOT / "addon" / "config.yaml").read_text())
     assert addon["slug"] == "recovery_coach"
     assert set(addon["arch"]) == {"aarch64", "amd64"}
     assert addon["init"] is False
     assert addon["services"] == ["mqtt:need"]
+    assert addon["homeassistant"] == json.loads((ROOT / "hacs.json").read_text())["homeassistant"]
     # Nothing a user must fill in: every option has a default.
     assert set(addon["schema"]) == set(addon["options"])
-    translations = yaml.safe_load((ROOT / "addon" / "translations" / "en.yaml").read_text())
-    assert set(translations["configuration"]) == set(addon["options"])
+    for translation in (ROOT / "addon" / "translations").glob("*.yaml"):
+        configuration = yaml.safe_load(translation.read_text())["configuration"]
+        assert set(configuration) == set(addon["options"]), translation.name
+        assert all(v["name"] for v in configuration.values()), translation.name
     repo = yaml.safe_load((ROOT / "repository.yaml").read_text())
     assert repo["name"]
     assert repo["url"]
-    for name in ("DOCS.md", "icon.png", "logo.png", "Dockerfile", "run.sh", "build.yaml"):
+    for name in ("DOCS.md", "icon.png", "logo.png", "Dockerfile", "run.sh"):
         assert (ROOT / "addon" / name).is_file(), name
-    first = (ROOT / "addon" / "Dockerfile").read_text().splitlines()[:2]
-    assert first == ["ARG BUILD_FROM", "FROM $BUILD_FROM"]
+
+
+def test_the_add_on_builds_from_its_folder_on_the_current_app_builder() -> None:
+    """Supervisor 2026.04+: the base image named in FROM (no build.yaml, no BUILD_FROM);
+    what the Dockerfile copies is in the add-on's folder (its whole build context); its
+    version's default is the add-on's."""
+    addon = yaml.safe_load((ROOT / "addon" / "config.yaml").read_text())
+    docker = (ROOT / "addon" / "Dockerfile").read_text()
+    assert not (ROOT / "addon" / "build.yaml").exists()
+    assert "BUILD_FROM" not in docker
+    froms = re.findall(r"^FROM (\S+)", docker, re.M)
+    assert froms == ["ghcr.io/home-assistant/base-python:3.13-alpine3.22"]
+    assert f"ARG BUILD_VERSION={addon['version']}" in docker
+    for copied in re.findall(r"^COPY (\S+?)/? ", docker, re.M):
+        assert (ROOT / "addon" / copied).exists(), copied
+
+
+def test_the_add_on_is_watched_through_the_services_healthz() -> None:
+    addon = yaml.safe_load((ROOT / "addon" / "config.yaml").read_text())
+    assert SUPERVISOR_WATCHDOG.fullmatch(addon["watchdog"])
+    port = re.search(r"\[PORT:(\d+)\]", addon["watchdog"])
+    assert port is not None
+    from recovery_coach.addon import WEB_PORT
+
+    assert int(port.group(1)) == WEB_PORT
+    assert addon["watchdog"].endswith("/healthz")
+    assert addon["backup"] == "cold"  # a live SQLite store is not copied mid-write
+    assert addon["backup_exclude"] == ["cache/**"]
+    assert "XDG_CACHE_HOME=/data/cache" in (ROOT / "addon" / "Dockerfile").read_text()
+
+
+def test_the_add_ons_wheel_is_this_repositorys_service() -> None:
+    """The add-on installs the wheel in its folder: it must be the service as it is here,
+    under the constraints every other install uses. When this fails: scripts/addon-wheel."""
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    wheel = ROOT / "addon" / "wheels" / f"recovery_coach-{version}-py3-none-any.whl"
+    assert wheel.is_file(), "run scripts/addon-wheel"
+    source = ROOT / "service" / "recovery_coach"
+    expected = {
+        p.relative_to(source.parent).as_posix(): p.read_bytes()
+        for p in source.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    with zipfile.ZipFile(wheel) as z:
+        packaged = {n: z.read(n) for n in z.namelist() if n.startswith("recovery_coach/")}
+    assert packaged.keys() == expected.keys(), "run scripts/addon-wheel"
+    stale = sorted(n for n in expected if packaged[n] != expected[n])
+    assert stale == [], f"run scripts/addon-wheel: {stale[:5]} changed"
+    constraints = (ROOT / "addon" / "wheels" / "constraints.txt").read_text()
+    assert constraints == (ROOT / "constraints.txt").read_text(), "run scripts/addon-wheel"
 
 
 def test_the_container_config_is_valid() -> None:

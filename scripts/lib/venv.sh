@@ -2,9 +2,10 @@
 # Shared by scripts/test and scripts/run: source it, then call rc_venv_activate.
 #
 # The venv lives OUTSIDE the clone, keyed by Python version and the hash of
-# pyproject.toml, so a fresh CI clone (or a second worktree) reuses it:
+# pyproject.toml and constraints.txt, so a fresh CI clone (or a second worktree) reuses it:
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/recovery-coach/venv-py311-<sha256[:12]>
-# Dependencies (.[test]) are installed only when the venv is new; a marker file
+# Dependencies (.[test], pinned by constraints.txt) are installed only when the venv is
+# new; a marker file
 # written after a successful install tells a complete venv from an interrupted
 # one. The project itself is always reinstalled (editable, no deps, no build
 # isolation: about a second) because the clone path changes between CI runs.
@@ -55,7 +56,7 @@ rc_venv_activate() {
     return 1
   fi
   pyver="$("$py" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')"
-  hash="$(sha256sum "$root/pyproject.toml" | cut -c1-12)"
+  hash="$(cat "$root/pyproject.toml" "$root/constraints.txt" | sha256sum | cut -c1-12)"
   cache="${XDG_CACHE_HOME:-$HOME/.cache}/recovery-coach"
   venv="$cache/venv-py${pyver}-${hash}"
   marker="$venv/.rc-deps-installed"
@@ -73,7 +74,7 @@ rc_venv_activate() {
     rm -rf "$venv"
     "$py" -m venv "$venv"
     "$venv/bin/python" -m pip install -q --upgrade pip 'setuptools>=68' wheel
-    "$venv/bin/python" -m pip install -q -e "$root[test]"
+    "$venv/bin/python" -m pip install -q -c "$root/constraints.txt" -e "$root[test]"
     date -u +%FT%TZ >"$marker"
   fi
   # Fast: no dependency resolution and no isolated build env to download.

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 SUPERVISOR_URL = "http://supervisor"
+WEB_PORT = 8099  # config.yaml's watchdog and ingress_port
 DATA = Path("/data")
 
 
@@ -96,6 +97,8 @@ def service_config(
         "timezone": str(info.get("timezone") or "UTC"),
         "log_level": level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO",
         "base_topic": str(options.get("base_topic") or "recovery_coach"),
+        # /healthz for the Supervisor's watchdog (config.yaml), on the add-on's own network.
+        "web": {"enabled": True, "host": "0.0.0.0", "port": WEB_PORT},
         "users": {},
     }
     return cfg, password

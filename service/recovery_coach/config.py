@@ -114,6 +114,14 @@ class EmbeddedBrokerConfig(Strict):
     port: Annotated[int, between(1, 65535)] = 1883
 
 
+class WebConfig(Strict):
+    """The service's HTTP side (web.py): off by default; on, it listens on 127.0.0.1."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Annotated[int, between(1, 65535)] = 8099
+
+
 class RateLimitConfig(Strict):
     """Inbound messages per user: a token bucket, so one flooding device cannot starve the
     others. Sized for a watch's catch-up sync and a backlog after a day's downtime."""
@@ -225,6 +233,7 @@ class Config(Strict):
     defaults: SettingsConfig = Field(default_factory=SettingsConfig)
     homeassistant_discovery: bool = True  # publish HA discovery for every user
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    web: WebConfig = Field(default_factory=WebConfig)  # /healthz (web.py)
     mqtt_profiles: bool = True  # people set up over <base>/<user>/profile (people.py)
     max_users: Annotated[int, between(0, 1_000_000)] = 10_000  # profiles accepted over MQTT
     # Users divided among instances (shards.py, README "Scaling out"): 1 is one process.

@@ -48,6 +48,7 @@ from .store.reshard import ShardCountInUseError, reshard
 from .store.schema import jobs_table
 from .store_check import shown, store_problem
 from .topics import Topics
+from .web import WebServer
 from .work import Connected, DayStart, Fire, Housekeeping, Missed, PubAck, Work
 from .worker import Worker
 
@@ -276,6 +277,19 @@ class Service:
             **({"shard": self.run.shard.index, "instance": self.run.instance} if self.run else {}),
         }
 
+    def health_report(self) -> dict[str, Any]:
+        """What `GET /healthz` says (web.py): unhealthy only when a restart could help (the
+        worker thread is gone); the broker and the store are reported, not judged."""
+        worker = self._thread.is_alive()
+        return {
+            "ok": worker,
+            "worker": "running" if worker else "stopped",
+            "connected": self.link.is_connected(),
+            "store_error": self.health.store_error,
+            "scheduler_error": self.scheduler.store.error,
+            "version": __version__,
+        }
+
     def publish_diagnostics(self, force: bool = False) -> None:
         """Every 30 s and when asked (`force`); after events at most every 2 s, so `status`
         right after an event is current."""
@@ -399,7 +413,12 @@ def run(cfg: Config, config_path: Path | None = None) -> int:
         config_path,
     )
     service.start()
+    web = WebServer(cfg.web, service.health_report) if cfg.web.enabled else None
+    if web is not None:
+        web.start()
     stop.wait()
+    if web is not None:
+        web.stop()
     service.stop()
     return _stopped(embedded, 0)
 

@@ -1,0 +1,429 @@
+"""`recovery-coach run`: the composition root. Every piece of the shell is built and wired
+here, and nowhere else:
+
+    MqttLink (the Transport) --messages, PUBACKs--> queue <--due jobs-- jobs.Scheduler
+    queue --> Worker (worker.py: decide, commit, ack) --> Outbox (nudges out, in flight)
+                                                      --> Announcer (discovery, states)
+    SqlRepository (the store, one transaction per batch) under all of them
+
+Threads: the worker (network I/O and every write), APScheduler's scheduler and executor
+(job functions only enqueue), and a timer for housekeeping (only enqueues).
+
+Sharded (cluster.py), an instance runs one `Service` per shard it owns, each on the shard's
+users with the shard's client id, job table and fence (`ShardRun`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from . import __version__, jobs
+from .announcer import Announcer
+from .backoff import Backoff
+from .config import BrokerConfig, Config
+from .embedded_broker import EmbeddedBroker, PortTakenError, port_free, speaks_mqtt
+from .health import Health
+from .log_format import setup_logging
+from .message_handler import MessageHandler
+from .models import Profile
+from .mqtt_link import Inbound, MqttLink
+from .outbox import InFlight, Outbox
+from .people import People
+from .shards import WHOLE, Fence, Shard, default_instance
+from .store import Checkpointer, Members, SqlRepository, make_engine
+from .store.reshard import ShardCountInUseError, reshard
+from .store.schema import jobs_table
+from .store_check import shown, store_problem
+from .topics import Topics
+from .web import WebServer
+from .work import Connected, DayStart, Fire, Housekeeping, Missed, PubAck, Work
+from .worker import Worker
+
+log = logging.getLogger(__name__)
+
+SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005
+SHARDED_SWITCH_INTERVAL = 0.005  # seconds: Python's default
+HOUSEKEEPING_EVERY = 30.0  # seconds: prune, and diagnostics at least this often
+DIAGNOSTICS_EVERY = 2.0  # seconds: diagnostics after events at most this often
+
+
+@dataclass(frozen=True)
+class ShardRun:
+    """What an instance gives the `Service` of one shard it owns (cluster.py)."""
+
+    shard: Shard
+    fence: Fence
+    engine: Engine  # the instance's, shared by its shards
+    profiles: dict[str, Profile]  # the shard's users from the YAML
+    may_connect: Callable[[], bool]  # whether the shard is still ours (before each connect)
+    instance: str
+
+
+def client_id(cfg: Config, broker: BrokerConfig) -> str:
+    return broker.client_id or f"recovery-coach-{cfg.base_topic.replace('/', '-')}"
+
+
+class Service:
+    """The live service: MQTT in and out, durable scheduling, one writer thread. Unsharded
+    it serves every user; given a `ShardRun`, the shard's."""
+
+    def __init__(self, cfg: Config, broker: BrokerConfig, run: ShardRun | None = None) -> None:
+        self.cfg = cfg
+        self.run = run
+        shard = run.shard if run else WHOLE
+        self.topics = Topics(cfg.base_topic, shard)
+        self.profiles = dict(run.profiles) if run else cfg.profiles()
+        self.engine = run.engine if run else make_engine(cfg.store)
+        if run:
+            jobs_table(shard.jobs_table).create(self.engine, checkfirst=True)
+        else:  # a store last run sharded: its jobs come back to one table
+            reshard(self.engine, 1)
+        # Sharded, the shards share the instance's engine: SQLite checkpoints as it does.
+        self.checkpointer = None if run else Checkpointer.of(self.engine)
+        self.repo = SqlRepository(
+            self.engine,
+            self.profiles,
+            shard,
+            run.fence.on_cursor if run else None,
+            self.checkpointer,
+        )
+        self.members = Members(self.engine, shard, run.fence.on_connection if run else None)
+        # People set up over MQTT join the YAML's users (their profiles are in the store).
+        self.people = People(cfg, self.profiles)
+        self._forget_profiles(self.people.load(self.repo.queries.profiles()))
+        self.handler = MessageHandler(cfg.base_topic, self.profiles, self.repo)
+        self.queue: queue.SimpleQueue[Work] = queue.SimpleQueue()
+        self.scheduler = jobs.Scheduler(
+            self.engine,
+            1 if run else 4,  # job functions only enqueue: one thread per shard serves
+            table=shard.jobs_table,
+            fence=run.fence.on_connection if run else None,
+            on_missed=(lambda job_id: self.queue.put(Missed(job_id))) if run else None,
+        )
+        self.health = Health()
+        self.stopping = threading.Event()
+        self.link = MqttLink(
+            broker,
+            shard.client_id(client_id(cfg, broker)),
+            self.topics.status,
+            self.topics.shard_subscriptions(self.profiles, profiles=cfg.mqtt_profiles)
+            if run
+            else self.topics.subscriptions(profiles=cfg.mqtt_profiles),
+            on_message=self._inbound if run else self.queue.put,
+            on_connected=lambda present: self.queue.put(Connected(present)),
+            on_published=lambda mid: self.queue.put(PubAck(mid)),
+            may_connect=run.may_connect if run else lambda: True,
+        )
+        self.outbox = Outbox(
+            self.link, self.topics, self.repo, self.handler, self.profiles, self.health
+        )
+        self.announcer = Announcer(
+            self.link,
+            self.topics,
+            self.repo,
+            self.profiles,
+            with_discovery=cfg.homeassistant_discovery,
+            enqueue=self.queue.put,
+            finished=lambda: self.publish_diagnostics(True),
+        )
+        self.worker = Worker(
+            transport=self.link,
+            topics=self.topics,
+            repo=self.repo,
+            handler=self.handler,
+            scheduler=self.scheduler,
+            profiles=self.profiles,
+            outbox=self.outbox,
+            announcer=self.announcer,
+            health=self.health,
+            rate_limit=cfg.rate_limit,
+            work=self.queue,
+            stopping=self.stopping,
+            diagnostics=self.publish_diagnostics,
+            people=self.people,
+        )
+        self._thread = threading.Thread(target=self.worker.run, name="coach-worker", daemon=True)
+        self._timers: list[threading.Timer] = []
+        self._diagnostics_at = 0.0  # monotonic time of the last diagnostics published
+
+    @property
+    def inflight(self) -> InFlight:
+        return self.outbox.inflight
+
+    def _inbound(self, msg: Inbound) -> None:
+        """Sharded: every shard hears every profile; another shard's person is not ours.
+        A new person of ours is subscribed to at once (retained profiles come first)."""
+        person = self.topics.profile_user(msg.topic)
+        if person is not None and not self.topics.shard.owns(person):
+            self.link.ack(msg.mid, msg.qos)
+            return
+        if person is not None and person not in self.profiles:
+            self.link.subscribe_more(self.topics.user_subscriptions([person]))
+        self.queue.put(msg)
+
+    # ------------------------------------------------------------ job targets (any thread)
+
+    def on_nudge_due(self, user: str, nudge_id: str) -> None:
+        self.queue.put(Fire(user, nudge_id))
+
+    def on_day_start(self, user: str) -> None:
+        self.queue.put(DayStart(user))
+
+    def on_missed(self, job_id: str) -> None:
+        self.queue.put(Missed(job_id))
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._reconcile_users()
+        if self.run is None:  # sharded, the instance routes the jobs of all its shards
+            jobs.bind(self)
+        self.scheduler.start()
+        self._thread.start()
+        # Each day start schedules the next; only users without one (new, or whose chain a
+        # long outage broke) need their day planned now.
+        planned = self.repo.queries.users_with_day_job()
+        for user in sorted(set(self.profiles) - planned):
+            self.queue.put(DayStart(user))
+        self.link.start()
+        self._every(HOUSEKEEPING_EVERY, Housekeeping())
+
+    def _every(self, seconds: float, item: Work) -> None:
+        def tick() -> None:
+            if not self.stopping.is_set():
+                self.queue.put(item)
+                self._every(seconds, item)
+
+        timer = threading.Timer(seconds, tick)
+        timer.daemon = True
+        timer.start()
+        self._timers = [t for t in self._timers if t.is_alive()] + [timer]
+
+    def stop(self, timeout: float = 5.0, *, offline: bool = True) -> None:
+        """Finish the batch in hand and drain PUBACKs, publish `offline`, disconnect.
+        Unacknowledged messages come back at the next start. `offline=False`: the shard was
+        taken over, so its status is its new owner's to say."""
+        self.stopping.set()
+        for t in self._timers:
+            t.cancel()
+        self._thread.join(timeout)
+        self.link.stop(offline=offline)
+        self.scheduler.shutdown()
+        if self.checkpointer is not None:
+            self.checkpointer.close()
+        if self.run is None:
+            jobs.bind(None)
+            self.engine.dispose()
+        log.info("stopped" if self.run is None else f"shard {self.run.shard.index} stopped")
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _forget_profiles(self, user_ids: list[str]) -> None:
+        for user in user_ids:
+            why = "the YAML config defines it" if user in self.cfg.users else "it is not valid"
+            if not self.cfg.mqtt_profiles:
+                why = "mqtt_profiles is off"
+            log.warning("the stored profile of %s is not used: %s", user, why)
+        self.members.forget_profiles(user_ids)
+
+    def _reconcile_users(self) -> None:
+        """Users removed from the config lose their jobs; added users get theirs (DayStart)."""
+        known = self.members.known()
+        removed = known - set(self.profiles)
+        for user in sorted(removed):
+            n = self.members.remove(user)
+            log.info("user %s left the config: %d pending nudge(s) cancelled", user, n)
+        added = set(self.profiles) - known
+        if added:
+            names = sorted(added)
+            more = f" and {len(names) - 20} more" if len(names) > 20 else ""
+            log.info("new user(s): %s%s", ", ".join(names[:20]), more)
+        self.members.record(self.profiles, known)
+        self.announcer.removed_users = removed
+        self.announcer.added_users = added
+
+    # ------------------------------------------------------------ diagnostics
+
+    def diagnostics(self) -> dict[str, Any]:
+        counts: dict[str, int | None]
+        try:
+            counts = dict(self.repo.queries.counts())
+        except Exception:  # the store is failing: say so, without its counts
+            counts = {"jobs": None, "nudges_pending": None}
+        return {
+            "version": __version__,
+            "connected": self.link.is_connected(),
+            "users": len(self.profiles),
+            "jobs_pending": counts["jobs"],
+            "nudges_pending": counts["nudges_pending"],
+            **self.health.figures(),
+            "broker_disconnects": self.link.disconnects,
+            "scheduler_error": self.scheduler.store.error,
+            "updated_at": datetime.now(UTC).isoformat(),
+            **({"shard": self.run.shard.index, "instance": self.run.instance} if self.run else {}),
+        }
+
+    def health_report(self) -> dict[str, Any]:
+        """What `GET /healthz` says (web.py): unhealthy only when a restart could help (the
+        worker thread is gone); the broker and the store are reported, not judged."""
+        worker = self._thread.is_alive()
+        return {
+            "ok": worker,
+            "worker": "running" if worker else "stopped",
+            "connected": self.link.is_connected(),
+            "store_error": self.health.store_error,
+            "scheduler_error": self.scheduler.store.error,
+            "version": __version__,
+        }
+
+    def publish_diagnostics(self, force: bool = False) -> None:
+        """Every 30 s and when asked (`force`); after events at most every 2 s, so `status`
+        right after an event is current."""
+        if not force and time.monotonic() - self._diagnostics_at < DIAGNOSTICS_EVERY:
+            return
+        if self.link.is_connected():
+            self._diagnostics_at = time.monotonic()
+            payload = json.dumps(self.diagnostics())
+            self.link.publish(self.topics.diagnostics, payload, qos=1, retain=True)
+
+
+# ---------------------------------------------------------------- run
+
+
+def choose_broker(cfg: Config) -> tuple[BrokerConfig, EmbeddedBroker | None]:
+    """The configured broker, or the embedded one (or the broker already on its port)."""
+    if cfg.broker is not None:
+        return cfg.broker, None
+    host, port = cfg.embedded_broker.host, cfg.embedded_broker.port
+    broker = cfg.broker_to_use()
+    if port_free(host, port):
+        embedded = EmbeddedBroker(host, port)
+        embedded.start()
+        return broker, embedded
+    if speaks_mqtt(host, port):
+        log.warning(
+            "port %s on %s is taken by an MQTT broker that answers: using it instead of the "
+            "embedded broker",
+            port,
+            host,
+        )
+        return broker, None
+    raise PortTakenError(
+        f"port {port} on {host} is in use by something that is not an MQTT broker: set "
+        "embedded_broker.port to a free port, or add a `broker` section for your own broker"
+    )
+
+
+def _store_ready(url: str, stop: threading.Event) -> bool:
+    """Whether the store can be used: a corrupt file or bad URL is said in one line (False);
+    an unreachable server is retried with back-off (1 s doubling to 30 s) until it answers
+    or the service is stopped."""
+    backoff = Backoff()
+    while True:
+        problem = store_problem(url)
+        if problem is None:
+            return True
+        if not problem.retry:
+            log.error("store %s: %s", shown(url), problem.reason)
+            return False
+        delay = backoff.next()
+        log.warning("store %s: %s; retrying in %.0f s", shown(url), problem.reason, delay)
+        if stop.wait(delay):
+            return False
+
+
+def run(cfg: Config, config_path: Path | None = None) -> int:
+    """Run until SIGTERM or SIGINT; exit code for the command line."""
+    setup_logging(cfg.log_level, cfg.log_format)
+    # The worker and APScheduler's threads hand the GIL to each other around every socket
+    # and SQLite call; with the default 5 ms switch interval a thread back from I/O can wait
+    # that long for another to let go (bench: p50 about 1 ms lower with 0.5 ms, measured
+    # when paho still had a thread of its own).
+    # Sharded, an instance has a worker thread per shard: busy together, they handed the GIL
+    # to each other every 0.5 ms (bench --instances 3: 1.9 ms of CPU per event; 1.2 ms
+    # with Python's default).
+    sys.setswitchinterval(SWITCH_INTERVAL if cfg.shards == 1 else SHARDED_SWITCH_INTERVAL)
+    try:
+        broker, embedded = choose_broker(cfg)
+    except PortTakenError as exc:
+        log.error("%s", exc)
+        return 2
+    except OSError as exc:
+        log.error("cannot start the embedded broker: %s", exc)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if not _store_ready(cfg.store, stop):
+        return _stopped(embedded, 0 if stop.is_set() else 2)
+    if cfg.shards > 1:
+        from .cluster import Instance  # sharded: this process is one instance of several
+
+        name = cfg.instance or default_instance()
+        log.info(
+            "recovery coach %s: instance %s of a service of %d shard(s), %d user(s), "
+            "base topic %s, broker %s:%s, config %s",
+            __version__,
+            name,
+            cfg.shards,
+            len(cfg.users),
+            cfg.base_topic,
+            broker.host,
+            broker.port,
+            config_path,
+        )
+        try:
+            instance = Instance(cfg, broker, name)
+        except ShardCountInUseError as exc:
+            log.error("%s", exc)
+            return _stopped(embedded, 2)
+        instance.run(stop)
+        return _stopped(embedded, 0)
+    try:
+        service = Service(cfg, broker)
+    except ShardCountInUseError as exc:
+        log.error("%s", exc)
+        return _stopped(embedded, 2)
+    log.info(
+        "recovery coach %s: %d user(s), base topic %s, broker %s:%s, config %s",
+        __version__,
+        len(service.profiles),
+        cfg.base_topic,
+        broker.host,
+        broker.port,
+        config_path,
+    )
+    service.start()
+    web = WebServer(cfg.web, service.health_report) if cfg.web.enabled else None
+    if web is not None:
+        web.start()
+    stop.wait()
+    if web is not None:
+        web.stop()
+    service.stop()
+    return _stopped(embedded, 0)
+
+
+def _stopped(embedded: EmbeddedBroker | None, code: int) -> int:
+    if embedded is not None:
+        embedded.stop()
+    return code
