@@ -13,7 +13,7 @@ from typing import Any, Final
 from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigSubentry
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import issue_registry as ir
@@ -68,16 +68,28 @@ async def async_setup_entry(hass: HomeAssistant, entry: RecoveryCoachConfigEntry
     if not await mqtt.async_wait_for_mqtt_client(hass):
         raise ConfigEntryNotReady(translation_domain=DOMAIN, translation_key="mqtt_not_available")
     hub = RecoveryCoachHub(hass, entry)
-    await hub.async_start()
     runtime = RecoveryCoachRuntimeData(
         hub=hub, unsubscribers=[hub.async_stop], configured=_configured(entry)
     )
     entry.runtime_data = runtime
+    # Listening before anything can set a nudge off (following the people sends their
+    # newest activities at once).
+    runtime.unsubscribers.extend(_async_act_on_nudges(hass, entry, hub))
+    await hub.async_start()
     await _async_follow_people(hass, entry)
     runtime.unsubscribers.append(lambda: _stop_following_people(runtime))
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     await async_check_assist_sentences(hass)
+    return True
+
+
+@callback
+def _async_act_on_nudges(
+    hass: HomeAssistant, entry: RecoveryCoachConfigEntry, hub: RecoveryCoachHub
+) -> list[CALLBACK_TYPE]:
+    """Nudges to the people's phones and speakers; the cooldown's countdown off the phones
+    when it is acknowledged; the phones' buttons back to the service."""
 
     @callback
     def on_action(action: NudgeAction) -> None:
@@ -107,14 +119,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: RecoveryCoachConfigEntry
                 f"{DOMAIN} announce {user_id}",
             )
 
-    runtime.unsubscribers.extend(
-        [
-            hub.async_add_nudge_listener(on_nudge),
-            hub.async_add_action_listener(on_action),
-            async_listen_for_actions(hass, hub),
-        ]
-    )
-    return True
+    return [
+        hub.async_add_nudge_listener(on_nudge),
+        hub.async_add_action_listener(on_action),
+        async_listen_for_actions(hass, hub),
+    ]
 
 
 async def _async_follow_people(hass: HomeAssistant, entry: RecoveryCoachConfigEntry) -> None:
