@@ -30,6 +30,7 @@ import contextlib
 import datetime as dt
 import ipaddress
 import os
+import re
 import shutil
 import signal
 import socket
@@ -711,6 +712,8 @@ def _looks_like_port_clash(message: str) -> bool:
 # The type of the ``mosquitto_factory`` fixture: MosquittoBroker's keyword
 # arguments plus ``start: bool = True``.
 BrokerFactory = Callable[..., MosquittoBroker]
+# The broker config the project ships (config/mosquitto/): mosquitto.conf and its acl.
+EXAMPLE_DIR = Path(__file__).resolve().parents[1] / "config" / "mosquitto"
 
 
 def live_brokers() -> Iterator[MosquittoBroker]:
@@ -727,3 +730,33 @@ def close_all(brokers: Iterable[MosquittoBroker] | None = None) -> None:
 
 
 atexit.register(close_all)
+
+
+def example_broker(factory: BrokerFactory, users: dict[str, str]) -> MosquittoBroker:
+    """Run the shipped config/mosquitto/mosquitto.conf and acl, with paths and ports
+    substituted, and these accounts ({username: password})."""
+    broker = factory(start=False, tls=True, users=users)
+    assert broker.tls_files is not None
+    assert broker.password_path is not None
+    shutil.copy(EXAMPLE_DIR / "acl", broker.directory / "acl")
+    text = (EXAMPLE_DIR / "mosquitto.conf").read_text()
+    replacements = {
+        "/etc/mosquitto/certs/ca.crt": str(broker.tls_files.ca_cert),
+        "/etc/mosquitto/certs/server.crt": str(broker.tls_files.server_cert),
+        "/etc/mosquitto/certs/server.key": str(broker.tls_files.server_key),
+        "/etc/mosquitto/passwd": str(broker.password_path),
+        "/etc/mosquitto/acl": str(broker.directory / "acl"),
+        "/var/lib/mosquitto/": f"{broker.persistence_dir}/",
+    }
+    for old, new in replacements.items():
+        assert old in text, f"example config no longer mentions {old}"
+        text = text.replace(old, new)
+    text, n_plain = re.subn(r"(?m)^listener 1883 .*$", f"listener {broker.port} 127.0.0.1", text)
+    text, n_tls = re.subn(r"(?m)^listener 8883.*$", f"listener {broker.tls_port} 127.0.0.1", text)
+    assert (n_plain, n_tls) == (1, 1)
+    text = re.sub(r"(?m)^log_dest .*$", "", text)
+    head = f"log_dest file {broker.log_path}\nlog_type all\n"
+    if os.geteuid() == 0:
+        head += "user root\n"
+    broker.config_override = head + text
+    return broker.start()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import queue
-import re
-import shutil
 import socket
 import ssl
 import threading
@@ -18,7 +16,14 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from mosquitto import BrokerFactory, BrokerStartError, MosquittoBroker, build_acl, free_port
+from mosquitto import (
+    BrokerFactory,
+    BrokerStartError,
+    MosquittoBroker,
+    build_acl,
+    example_broker,
+    free_port,
+)
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -443,35 +448,6 @@ def test_tls_require_certificate(
 
 
 # -- the example config in config/mosquitto/ ----------------------------------------------------
-
-
-def example_broker(factory: BrokerFactory, users: dict[str, str]) -> MosquittoBroker:
-    """Run config/mosquitto/mosquitto.conf and acl, with paths and ports substituted."""
-    broker = factory(start=False, tls=True, users=users)
-    assert broker.tls_files is not None
-    assert broker.password_path is not None
-    shutil.copy(EXAMPLE_DIR / "acl", broker.directory / "acl")
-    text = (EXAMPLE_DIR / "mosquitto.conf").read_text()
-    replacements = {
-        "/etc/mosquitto/certs/ca.crt": str(broker.tls_files.ca_cert),
-        "/etc/mosquitto/certs/server.crt": str(broker.tls_files.server_cert),
-        "/etc/mosquitto/certs/server.key": str(broker.tls_files.server_key),
-        "/etc/mosquitto/passwd": str(broker.password_path),
-        "/etc/mosquitto/acl": str(broker.directory / "acl"),
-        "/var/lib/mosquitto/": f"{broker.persistence_dir}/",
-    }
-    for old, new in replacements.items():
-        assert old in text, f"example config no longer mentions {old}"
-        text = text.replace(old, new)
-    text, n_plain = re.subn(r"(?m)^listener 1883 .*$", f"listener {broker.port} 127.0.0.1", text)
-    text, n_tls = re.subn(r"(?m)^listener 8883.*$", f"listener {broker.tls_port} 127.0.0.1", text)
-    assert (n_plain, n_tls) == (1, 1)
-    text = re.sub(r"(?m)^log_dest .*$", "", text)
-    head = f"log_dest file {broker.log_path}\nlog_type all\n"
-    if os.geteuid() == 0:
-        head += "user root\n"
-    broker.config_override = head + text
-    return broker.start()
 
 
 def test_example_config_runs_and_confines_each_user(

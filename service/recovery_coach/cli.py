@@ -4,6 +4,7 @@ and addon-config, the Home Assistant add-on's start."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,15 +24,27 @@ def _load(path: Path) -> Config | None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from .mqtt_link import credentials_problem, unreadable_password_file
     from .store_check import shown, store_problem
 
     cfg = _load(args.config)
     if cfg is None:
         return 2
+    problems = []
+    if cfg.broker is not None:
+        if (unreadable := unreadable_password_file(cfg.broker)) is not None:
+            # Secrets are often mounted only where the service runs (a container, systemd's
+            # credentials): said here, refused by `run` if it is still so at start.
+            print(f"note: {unreadable}; `run` refuses to start without it", file=sys.stderr)
+        elif (login := credentials_problem(cfg.broker)) is not None:
+            problems.append(login)
     problem = store_problem(cfg.store)  # read-only: creates nothing
     if problem is not None:
-        print(f"{args.config}: 1 problem(s)", file=sys.stderr)
-        print(f"  store: {shown(cfg.store)}: {problem.reason}", file=sys.stderr)
+        problems.append(f"store: {shown(cfg.store)}: {problem.reason}")
+    if problems:
+        print(f"{args.config}: {len(problems)} problem(s)", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
         return 2
     print(summary(cfg))
     return 0
@@ -163,7 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+        sys.stdout.flush()  # here, not at exit, where a closed pipe would be a traceback
+    except BrokenPipeError:
+        # `status | head`: the reader left. Python's documented way out: no traceback,
+        # and no second error when the interpreter flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return code
 
 

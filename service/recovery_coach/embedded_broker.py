@@ -30,22 +30,56 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def speaks_mqtt(host: str, port: int, timeout: float = 2.0) -> bool:
-    """Send an MQTT 3.1.1 CONNECT and see whether a CONNACK comes back."""
+def _connect_packet() -> bytes:
     client_id = b"rc-probe"
     var = b"\x00\x04MQTT\x04\x02\x00\x05"
     body = var + len(client_id).to_bytes(2, "big") + client_id
-    packet = bytes([0x10, len(body)]) + body
+    return bytes([0x10, len(body)]) + body
+
+
+def _http(host: str, port: int, timeout: float) -> str | None:
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
-            s.sendall(packet)
-            reply = s.recv(4)
-            if len(reply) >= 1 and reply[0] == 0x20:
-                s.sendall(b"\xe0\x00")  # DISCONNECT
-                return True
+            s.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+            if s.recv(5) == b"HTTP/":
+                return "an HTTP server answers (Home Assistant's web port is one, 8123)"
     except OSError:
-        return False
-    return False
+        pass
+    return None
+
+
+def speaks_mqtt(host: str, port: int, timeout: float = 2.0) -> bool:
+    """Send an MQTT 3.1.1 CONNECT and see whether a CONNACK comes back."""
+    return what_listens(host, port, timeout) is None
+
+
+def what_listens(host: str, port: int, timeout: float = 2.0) -> str | None:
+    """None when an MQTT broker answers a CONNECT on host:port; else what does, in words
+    (an HTTP server such as Home Assistant's web port, PostgreSQL, SSH, a TLS port...)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(_connect_packet())
+            reply = s.recv(64)
+            if reply[:1] == b"\x20":
+                s.sendall(b"\xe0\x00")  # DISCONNECT
+                return None
+    except TimeoutError:  # an HTTP server waits for the end of a request line: ask it one
+        return _http(host, port, timeout) or f"nothing answered an MQTT CONNECT in {timeout:g} s"
+    except ConnectionRefusedError:
+        return "nothing listens there (connection refused)"
+    except OSError as exc:
+        return f"the connection failed ({exc.strerror or exc})"
+    if reply.startswith(b"HTTP/"):
+        return "an HTTP server answers (Home Assistant's web port is one, 8123)"
+    if reply.startswith(b"SSH-"):
+        return "an SSH server answers"
+    if reply[:1] in (b"\x15", b"\x16"):
+        return "a TLS server answers: set broker.tls for it"
+    if reply[:1] == b"E" or port == 5432:
+        return "a PostgreSQL server answers, or something else that is not a broker"
+    if not reply:
+        return "it closed the connection without answering (a TLS port without broker.tls?)"
+    return f"it answered {reply[:16]!r}, which is not MQTT"
 
 
 class EmbeddedBroker:

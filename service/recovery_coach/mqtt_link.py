@@ -12,6 +12,7 @@ decided, stored and answered in one thread, and `publish` writes to the socket a
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -31,10 +32,15 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from . import broker_hints
 from .backoff import MOST_S, Backoff
 from .config import BrokerConfig
+from .embedded_broker import what_listens
 
 log = logging.getLogger(__name__)
+
+CONNACK_WAIT_S = 10.0  # a broker answers a CONNECT at once; this long is no broker
+SHORT_LIFE_S = 10.0  # a connection closed this soon after it opened, again and again
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,38 @@ def read_credentials(cfg: BrokerConfig) -> Credentials:
     if password is None and cfg.password_file is not None:
         password = Path(cfg.password_file).read_text(encoding="utf-8").strip()
     return Credentials(username, password)
+
+
+def unreadable_password_file(cfg: BrokerConfig) -> str | None:
+    """The line for a password file that cannot be read here, or None."""
+    try:
+        read_credentials(cfg)
+    except OSError as exc:
+        return (
+            f"broker.password_file: cannot read {cfg.password_file} ({exc.strerror or exc}): "
+            "it must be a file holding only the password, readable by the service"
+        )
+    return None
+
+
+def credentials_problem(cfg: BrokerConfig) -> str | None:
+    """What is wrong with the broker login as configured, in one line, before any attempt:
+    a password file that cannot be read, a username with no password, a password with no
+    username."""
+    if (unreadable := unreadable_password_file(cfg)) is not None:
+        return unreadable
+    creds = read_credentials(cfg)
+    if creds.username is not None and not creds.password:
+        return (
+            f"broker.username '{creds.username}' has no password: set broker.password_file "
+            f"(a file holding only the password) or the environment variable {cfg.password_env}"
+        )
+    if creds.username is None and creds.password:
+        return (
+            f"a broker password is set but no username: set broker.username (or the "
+            f"environment variable {cfg.username_env})"
+        )
+    return None
 
 
 def make_client(
@@ -133,6 +171,12 @@ class MqttLink:
         self._backoff = Backoff()  # between connection attempts
         self._outage_logged = False  # "cannot connect" said for this outage
         self._packets = 0  # messages and PUBACKs seen, to know when a read found nothing
+        self.client_id = client_id
+        self._said: set[str] = set()  # problems said since the last good connection
+        self._attempt_at: float | None = None  # TCP up, CONNACK awaited since (monotonic)
+        self._connected_at = 0.0
+        self._short_lives: list[float] = []  # when connections that lasted seconds ended
+        self.problem: str | None = None  # why the broker will not have us, while it lasts
         self.client = make_client(
             cfg, client_id, persistent=True, manual_ack=True, on_socket_open=self._socket_open
         )
@@ -166,13 +210,22 @@ class MqttLink:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        self._attempt_at = None
         if reason.is_failure:
-            log.error("broker refused the connection: %s", reason)
+            creds = read_credentials(self.cfg)
+            self._say(
+                broker_hints.refusal(
+                    reason.value, str(reason), creds.username, creds.password is not None
+                )
+            )
             return
         client.publish(self.status_topic, "online", qos=1, retain=True)
         self._subscribe(self.subscriptions)
         self._backoff.reset()
         self._outage_logged = False
+        self._said.clear()
+        self.problem = None
+        self._connected_at = time.monotonic()
         log.info(
             "connected to %s:%s (session %s)",
             self.cfg.host,
@@ -192,8 +245,29 @@ class MqttLink:
     ) -> None:
         if self.connected.is_set() and not self._stopping:
             self.disconnects += 1
-            log.warning("disconnected from the broker (%s); reconnecting", reason)
+            if reason.value == broker_hints.SESSION_TAKEN_OVER or self._taken_again_and_again():
+                self._say(broker_hints.taken_over(self.client_id), level=logging.WARNING)
+            else:
+                log.warning("disconnected from the broker (%s); reconnecting", reason)
         self.connected.clear()
+
+    def _taken_again_and_again(self) -> bool:
+        """A broker that says nothing of a takeover (mosquitto before 2.0.15, MQTT 3.1.1)
+        only closes the connection: closed seconds after it opened, three times in two
+        minutes, it is another client with our client id."""
+        now = time.monotonic()
+        if now - self._connected_at < SHORT_LIFE_S:
+            self._short_lives = [t for t in self._short_lives if now - t < 120] + [now]
+        return len(self._short_lives) >= 3
+
+    def _say(self, problem: str, level: int = logging.ERROR) -> None:
+        """One line per problem until the next good connection (then at debug)."""
+        self.problem = problem
+        if problem in self._said:
+            log.debug("%s", problem)
+            return
+        self._said.add(problem)
+        log.log(level, "%s", problem)
 
     def _message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._packets += 1
@@ -260,6 +334,10 @@ class MqttLink:
         if self.client.socket() is None:
             self._connect_now(timeout)
             return
+        attempt = self._attempt_at
+        if attempt is not None and time.monotonic() - attempt > CONNACK_WAIT_S:
+            self._not_mqtt()  # connected, but no CONNACK: is it a broker at all?
+            return
         rc = self.client.loop(timeout)
         # loop() reads about one packet; drain what else is readable, without waiting.
         for _ in range(max_reads):
@@ -270,9 +348,28 @@ class MqttLink:
             if self._packets == seen:
                 break
         if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
+            if self._attempt_at is not None:  # dropped before any CONNACK: what is there?
+                self._not_mqtt()
+                return
             self.connected.clear()
             self._next_attempt = time.monotonic() + self._backoff.next()
             self._outage_logged = False  # the first failed attempt of this outage is said
+
+    def _not_mqtt(self) -> None:
+        """The connection opened but no CONNACK came: say what listens there instead."""
+        self._attempt_at = None
+        with contextlib.suppress(Exception):
+            self.client.disconnect()
+        sock = self.client.socket()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self.connected.clear()
+        self._next_attempt = time.monotonic() + self._backoff.next()
+        what = what_listens(self.cfg.host, self.cfg.port)
+        if what is None:  # an MQTT broker after all, slow to answer us
+            what = f"no CONNACK within {CONNACK_WAIT_S:g} s"
+        self._say(broker_hints.not_mqtt(self.cfg.host, self.cfg.port, what))
 
     def _connect_now(self, timeout: float) -> None:
         wait = self._next_attempt - time.monotonic()
@@ -284,6 +381,7 @@ class MqttLink:
             return
         try:
             self.client.reconnect()
+            self._attempt_at = time.monotonic()
         except (OSError, ssl.SSLError) as exc:
             if not self._outage_logged or log.isEnabledFor(logging.DEBUG):
                 self._outage_logged = True

@@ -39,7 +39,7 @@ from .health import Health
 from .log_format import setup_logging
 from .message_handler import MessageHandler
 from .models import Profile
-from .mqtt_link import Inbound, MqttLink
+from .mqtt_link import Inbound, MqttLink, credentials_problem
 from .outbox import InFlight, Outbox
 from .people import People
 from .shards import WHOLE, Fence, Shard, default_instance
@@ -357,6 +357,9 @@ def run(cfg: Config, config_path: Path | None = None) -> int:
     # to each other every 0.5 ms (bench --instances 3: 1.9 ms of CPU per event; 1.2 ms
     # with Python's default).
     sys.setswitchinterval(SWITCH_INTERVAL if cfg.shards == 1 else SHARDED_SWITCH_INTERVAL)
+    if cfg.broker is not None and (login := credentials_problem(cfg.broker)) is not None:
+        log.error("%s", login)
+        return 2
     try:
         broker, embedded = choose_broker(cfg)
     except PortTakenError as exc:
