@@ -7,12 +7,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY service ./service
-# DL3013 wants pinned versions: this installs the checkout itself, whose pyproject.toml
-# bounds its dependencies.
+# DL3013 wants pinned versions: this installs the checkout itself, and constraints.txt pins
+# every dependency to what the tests ran with.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[postgres]" \
+RUN pip install --no-cache-dir --constraint constraints.txt ".[postgres]" \
     && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin coach \
     && mkdir -p /data /config \
     && chown coach /data

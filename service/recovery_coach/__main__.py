@@ -1,0 +1,7 @@
+"""`python -m recovery_coach`: the `recovery-coach` command, for an install without its script."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
