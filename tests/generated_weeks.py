@@ -39,6 +39,18 @@ user_config = st.fixed_dictionaries(
     },
     optional={"weight_kg": st.floats(25, 400).map(lambda w: round(w, 1))},
 )
+# the ends of the settings' ranges too, where a count is one (a 1-minute cooldown)
+user_config = st.tuples(
+    user_config,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "cooldown_minutes": st.sampled_from([1, 2, 5, 60]),
+            "few_hours": st.sampled_from([0.5, 1, 3, 12]),
+            "severe_soreness_days": st.sampled_from([2, 3, 14]),
+        },
+    ),
+).map(lambda pair: {**pair[0], "settings": pair[1]})
 # March and late October: both DST changes in Europe and the US fall in these weeks
 starts = st.sampled_from(
     [

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from generated_weeks import scenario
 from hypothesis import HealthCheck, given, settings
-from recovery_coach.config import Config
+from recovery_coach.config import Config, parse_config
 from recovery_coach.local_time import day_word, iso_week, local_date
 from recovery_coach.simulate import Simulation, read_events
 
@@ -29,6 +29,7 @@ DAY_CLOCK = re.compile(
 LOGGED = re.compile(r"You've logged (\d+) g so far today")
 ZONE2 = re.compile(r"(?:You have|That's) (\d+) (?:of \d+ )?minutes of zone-2")
 LEG_DAY = re.compile(r"\b(today|yesterday|\w+day)'s leg day")
+ONE_WITH_A_PLURAL = re.compile(r"(?<![\d.])1 (?:\w+ )?(?:minutes|hours|days|nights|grams)\b")
 
 
 def on_time(lines: list[str]) -> list[dict[str, Any]]:
@@ -99,6 +100,8 @@ def test_every_word_is_true_at_delivery(case: tuple[Config, list[str]]) -> None:
     for n in sim.published:
         at = datetime.fromisoformat(n["due_at"])
         text = n["message"]
+        for words in (n["title"], text, n["speech"]):
+            assert not ONE_WITH_A_PLURAL.search(words), words
         known = times_in(n["data"])
         for word, clock in DAY_CLOCK.findall(text):
             assert any(
@@ -137,3 +140,38 @@ def test_every_word_is_true_at_delivery(case: tuple[Config, list[str]]) -> None:
         if any(start <= at for start in begun):
             assert "planned" not in text, text
             assert "move" not in text, text
+
+
+def test_a_count_of_one_reads_singular() -> None:
+    """Settings at the ends of their ranges: a 1-minute cooldown, hard cardio planned within
+    the 1 hour after leg day."""
+    cfg = parse_config(
+        {
+            "users": {
+                "alex": {
+                    "timezone": "Europe/Berlin",
+                    "wake_time": "07:00",
+                    "settings": {"cooldown_minutes": 1, "few_hours": 1},
+                }
+            }
+        }
+    )
+    legs = {"event_id": "w1", "ended_at": "2026-03-06T10:00:00+00:00", "kind": "strength"}
+    plan = {"event_id": "p1", "planned_at": "2026-03-06T10:30:00+00:00", "kind": "run", "rpe": 9}
+    lines = [
+        {"topic": "recovery_coach/alex/workout/completed", "payload": {**legs, "focus": "legs"}},
+        {
+            "topic": "recovery_coach/alex/cardio/planned",
+            "payload": plan,
+            "received_at": "2026-03-06T10:05:00+00:00",
+        },
+    ]
+    sim = Simulation(cfg)
+    sim.run(
+        read_events(json.dumps(m) for m in on_time([json.dumps(x) for x in lines])),
+        timedelta(hours=12),
+    )
+    words = [w for n in sim.published for w in (n["title"], n["message"], n["speech"])]
+    assert any("1 easy minute " in w for w in words), words  # the case is exercised
+    assert any("1 hour " in w for w in words), words
+    assert [w for w in words if ONE_WITH_A_PLURAL.search(w)] == []

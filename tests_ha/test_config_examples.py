@@ -6,16 +6,22 @@ import json
 import re
 import shutil
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers.template import Template
 from homeassistant.setup import async_setup_component
 from homeassistant.util.yaml import load_yaml
-from pytest_homeassistant_custom_component.typing import MqttMockHAClient
+from pytest_homeassistant_custom_component.common import async_fire_mqtt_message
+from pytest_homeassistant_custom_component.typing import (
+    MqttMockHAClient,
+    MqttMockHAClientGenerator,
+)
 
-from .conftest import REPO_ROOT
-from .test_discovery import EXPECTED_ENTITIES
+from .conftest import REPO_ROOT, nudge, user_state
+from .mqtt_discovery import BASE, EXPECTED_ENTITIES, discover, service_online_with_state
 
 EXAMPLES = REPO_ROOT / "config" / "homeassistant"
 BLUEPRINT = EXAMPLES / "blueprints" / "automation" / "recovery_coach" / "gym_checkin.yaml"
@@ -125,3 +131,48 @@ def test_blueprint_is_valid_for_ha() -> None:
         schema=AUTOMATION_BLUEPRINT_SCHEMA,
     )
     assert set(blueprint.inputs) == {"person", "gym_zone", "user_id", "base_topic"}
+
+
+def _cards(node: Any) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if "type" in node:
+            found.append(node)
+        for value in node.values():
+            found += _cards(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += _cards(item)
+    return found
+
+
+async def test_dashboard_shows_the_last_nudges_words(
+    hass: HomeAssistant,
+    mqtt_mock_entry: MqttMockHAClientGenerator,
+    service_discovery: ModuleType,
+) -> None:
+    """The dashboard's text cards, rendered by HA's template engine, carry the nudge itself.
+
+    A nudge arrives through the service's own discovery and HA's MQTT integration; whatever
+    the dashboard shows in words must then include the nudge's title and message.
+    """
+    await mqtt_mock_entry()
+    await discover(hass, service_discovery.discovery_messages(BASE, "alex", "Alex", "0.1.0"))
+    await service_online_with_state(hass, user_state())
+    dashboard = yaml.safe_load((EXAMPLES / "dashboard.yaml").read_text())
+    texts = [card["content"] for card in _cards(dashboard) if card["type"] == "markdown"]
+    assert texts, "the dashboard has no card that can show a nudge's words"
+
+    def rendered() -> str:
+        return "\n".join(Template(text, hass).async_render(parse_result=False) for text in texts)
+
+    before = rendered()
+    sent = nudge(title="Cool down now", message="Walk easy for 8 minutes, then stretch your quads.")
+    async_fire_mqtt_message(hass, f"{BASE}/alex/nudge", json.dumps(sent), qos=1)
+    await hass.async_block_till_done()
+    after = rendered()
+
+    assert sent["message"] not in before
+    assert sent["title"] in after
+    assert sent["message"] in after
+    assert "None" not in before + after

@@ -66,6 +66,19 @@ async def test_voice_answers_use_the_users_own_settings(
     assert "an effort of 5 out of 10 or less" in cardio
 
 
+async def test_bedtime_is_told_on_the_persons_own_clock(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, loaded_entry: MockConfigEntry
+) -> None:
+    """A person in Tokyo, a Home Assistant in Berlin: 22:15 is their bedtime, not 14:15."""
+    tokyo = user_state(
+        next_bedtime="2025-03-04T22:15:00+09:00", next_winddown="2025-03-04T21:45:00+09:00"
+    )
+    await _publish_state(hass, "alex", tokyo)
+    assert await _ask(hass, "what's my bedtime") == (
+        "Alex, go to bed at 22:15 to get your 8 hours of sleep. Start winding down at 21:45."
+    )
+
+
 @pytest.mark.parametrize(
     ("state", "answer"),
     [
@@ -112,14 +125,26 @@ async def test_cardio_after_leg_day_is_calm_and_evidence_based(
     assert "6 out of 10 or less" in later
 
 
+@pytest.mark.parametrize(
+    ("figures", "answer"),
+    [
+        ({}, "Alex has done 75 minutes of zone 2 this week, 50 percent of the 150 minute target."),
+        (
+            {"zone2_minutes_week": 1, "zone2_progress_pct": 1},
+            "Alex has done 1 minute of zone 2 this week, 1 percent of the 150 minute target.",
+        ),
+    ],
+)
 async def test_zone2(
-    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, loaded_entry: MockConfigEntry
+    hass: HomeAssistant,
+    mqtt_mock: MqttMockHAClient,
+    loaded_entry: MockConfigEntry,
+    figures: dict[str, Any],
+    answer: str,
 ) -> None:
     """Minutes this week and share of the weekly target."""
-    await _publish_state(hass, "alex", user_state())
-    assert await _ask(hass, "What's my zone 2 this week?") == (
-        "Alex has done 75 minutes of zone 2 this week, 50 percent of the 150 minute target."
-    )
+    await _publish_state(hass, "alex", user_state(**figures))
+    assert await _ask(hass, "What's my zone 2 this week?") == answer
 
 
 @pytest.mark.parametrize("entry_options", [{"users": {"alex": {}, "sam": {}}}], ids=["two_users"])

@@ -86,9 +86,13 @@ _RECENT_LEG_DAY = timedelta(hours=24)
 
 
 def _local_clock(value: Any) -> str | None:
+    """The clock on the person's own wall: the service writes their times with the offset
+    of the person's time zone, which may not be Home Assistant's."""
     if not isinstance(value, str) or (moment := dt_util.parse_datetime(value)) is None:
         return None
-    return dt_util.as_local(moment).strftime("%H:%M")
+    if moment.tzinfo is None:
+        moment = dt_util.as_local(moment)
+    return moment.strftime("%H:%M")
 
 
 def _number(value: Any, default: float) -> str:
@@ -140,7 +144,8 @@ def zone2_answer(name: str, state: dict[str, Any]) -> str:
     target = state.get("zone2_target_minutes_week")
     if not isinstance(minutes, int):
         return f"I don't have zone 2 minutes for {name} yet."
-    answer = f"{name} has done {minutes} minutes of zone 2 this week"
+    unit = "minute" if minutes == 1 else "minutes"
+    answer = f"{name} has done {minutes} {unit} of zone 2 this week"
     if isinstance(target, int) and target > 0:
         percent = state.get("zone2_progress_pct")
         share = percent if isinstance(percent, int) else round(100 * minutes / target)

@@ -163,6 +163,11 @@ def _num(x: float) -> str:
     return f"{x:g}"
 
 
+def _count(x: float, unit: str) -> str:
+    """(1, 'minute') -> '1 minute'; (5, 'minute') -> '5 minutes'; (0.5, 'hour') -> '0.5 hours'."""
+    return f"{_num(x)} {unit}" if x == 1 else f"{_num(x)} {unit}s"
+
+
 def _at(day_clock: str) -> str:
     """'07:00' -> 'at 07:00'; 'tomorrow at 07:00' stays as it is."""
     return day_clock if " at " in day_clock else f"at {day_clock}"
@@ -188,12 +193,12 @@ def r1_cooldown(ctx: Context) -> Iterator[Draft]:
 
         def start_words(_at: datetime, partnered: bool, clock: str = clock) -> Words:
             msg = (
-                f"Take {minutes} easy minutes to cool down: a slow walk or an easy spin brings "
-                "your heart rate and blood pressure down gently."
+                f"Take {_count(minutes, 'easy minute')} to cool down: a slow walk or an easy "
+                "spin brings your heart rate and blood pressure down gently."
             )
             if partnered:
-                msg += f" I'll tell you when the {minutes} minutes are up, at {clock}."
-            speech = f"Time to cool down: {minutes} easy minutes of walking or spinning."
+                msg += f" I'll tell you when it's done, at {clock}."
+            speech = f"Time to cool down: {_count(minutes, 'easy minute')} of walking or spinning."
             return "Cool down now", msg, speech, {}
 
         yield Draft(
@@ -341,21 +346,21 @@ def r5_endurance_separation(ctx: Context) -> Iterator[Draft]:
             when = fmt_day_clock(e, tz, at)
             if at >= p.planned_at:  # read once it has begun (a snoozed copy): next time
                 return (
-                    f"Give your key session {_num(hours)} hours",
+                    f"Give your key session {_count(hours, 'hour')}",
                     f"Your key {p.kind} at {fmt_day_clock(p.planned_at, tz, at)} came only "
                     f"{gap} after strength, which blunts it. Next time, do the key session "
-                    f"before strength, on a non-strength day, or {_num(hours)} hours after it.",
-                    f"Next time, keep your key {p.kind} {_num(hours)} hours from strength.",
+                    f"before strength, on a non-strength day, or {_count(hours, 'hour')} after it.",
+                    f"Next time, keep your key {p.kind} {_count(hours, 'hour')} from strength.",
                     {},
                 )
             if late:
-                move = f"{_num(hours)} hours after your strength session is {when}, so move it "
+                move = f"{_count(hours, 'hour')} after your strength session is {when}, so move it "
                 move += "to another day"
             else:
                 move = f"move it to {when} or later ({_num(hours)} h after strength), or better, "
                 move += "to another day"
             return (
-                f"Give your key session {_num(hours)} hours",
+                f"Give your key session {_count(hours, 'hour')}",
                 f"Your key {p.kind} at {fmt_day_clock(p.planned_at, tz, at)} is only {gap} "
                 f"after strength, which blunts it: {move}. Next time, do the key session before "
                 "strength or on a non-strength day.",
@@ -483,13 +488,13 @@ def r7_hard_cardio_warning(ctx: Context) -> Iterator[Draft]:
             elif at >= p.start:  # read once it has begun: no longer a plan to change
                 msg = (
                     f"Your {what} from {fmt_day_clock(p.start, tz, at)} at {effort} comes within "
-                    f"{_num(st.few_hours)} hours of leg day. Going hard on legs trained hard "
-                    f"raises injury risk: if you're on it now, ease off to {cap}/10 or less."
+                    f"{_count(st.few_hours, 'hour')} of leg day. Going hard on legs trained "
+                    f"hard raises injury risk: if you're on it now, ease off to {cap}/10 or less."
                 )
             else:
                 msg = (
                     f"Your {what} at {fmt_day_clock(p.start, tz, at)} is planned at {effort}, "
-                    f"within {_num(st.few_hours)} hours of leg day. Going hard on legs trained "
+                    f"within {_count(st.few_hours, 'hour')} of leg day. Going hard on legs trained "
                     f"hard raises injury risk: keep it at {cap}/10 or less, or move the hard "
                     "session to another day."
                 )
@@ -735,7 +740,8 @@ def zone2_minutes_now(profile: Profile, activities: list[Workout], now: datetime
 
 def _high_words(high: float) -> str:
     if high >= 1:
-        return f" You also have {round(high)} minutes at high intensity: keep some of those too."
+        minutes = _count(round(high), "minute")
+        return f" You also have {minutes} at high intensity: keep some of those too."
     return " Add some efforts at high intensity too."
 
 
