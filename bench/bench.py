@@ -1140,6 +1140,11 @@ def targets_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+# RESULTS.md below this line is written by hand (the dated history of what was measured and
+# tried); bench/run rewrites only what is above it.
+HISTORY_MARK = "<!-- history: written by hand, kept by bench/run -->\n"
+
+
 def results_md(results: list[dict[str, Any]], quick: bool) -> str:
     m = results[0]["machine"]
     return f"""# Benchmark results
@@ -1236,6 +1241,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(targets_table(results))
     if sections >= {"floor", "latency", "throughput", "punctuality", "scale"}:
-        (ROOT / "bench" / "RESULTS.md").write_text(results_md(results, args.quick))
+        out = ROOT / "bench" / "RESULTS.md"
+        history = out.read_text().partition(HISTORY_MARK)[2] if out.exists() else ""
+        out.write_text(results_md(results, args.quick) + f"\n{HISTORY_MARK}{history}")
         log("bench/RESULTS.md written")
     return 0
