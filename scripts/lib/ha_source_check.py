@@ -261,7 +261,7 @@ def blueprint_selectors(folder: Path) -> list[tuple[str, str]]:
                 continue
             if isinstance(item.get("input"), dict):  # a section of inputs
                 walk(item["input"], where)
-            for kind in (item.get("selector") or {}):
+            for kind in item.get("selector") or {}:
                 out.append((where, kind))
 
     for path in sorted(folder.rglob("*.yaml")):
