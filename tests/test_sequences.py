@@ -271,6 +271,33 @@ def test_a_warning_read_after_the_session_began_no_longer_calls_it_planned(
     assert f"{hard_rpe}/10" in warning["message"]
 
 
+@CHECK
+@given(leg_end, st.integers(60, 150), st.integers(10, 40), st.integers(1, 9))
+def test_a_snoozed_walk_while_you_can_read_after_the_run_began_calls_nothing_planned(
+    legs: datetime, after: int, snooze: int, early: int
+) -> None:
+    """R13 ("get the cardio done while you can still walk") is snoozed; meanwhile an earlier
+    run is planned, and has begun when the copy is read: it names no plan then, only the
+    cardio if it is still to do."""
+    run_at = legs + timedelta(minutes=after)
+    first = replay([workout(legs, "legs", focus="legs"), plan(legs, run_at)]).of("R13")
+    assert first, "R13 is due after a leg day with a run planned"
+    snoozed_at = due(first[0]) + timedelta(minutes=1)  # R13 is the last nudge then
+    read_at = snoozed_at + timedelta(minutes=snooze)
+    earlier = read_at - timedelta(minutes=early)  # begun by the time the copy is read
+    out = replay(
+        [
+            workout(legs, "legs", focus="legs"),
+            plan(legs, run_at),
+            (snoozed_at, "nudge/last/snooze", {"minutes": snooze}),
+            plan(snoozed_at + timedelta(seconds=30), earlier),
+        ]
+    )
+    (late,) = [n for n in out.of("R13") if due(n) == read_at]
+    assert "planned" not in late["message"], late["message"]
+    assert "still to do" in late["message"], late["message"]
+
+
 # ------------------------------------------------------------------ wake time moved later
 
 

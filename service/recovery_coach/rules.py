@@ -925,12 +925,31 @@ def r13_walk_while_you_can(ctx: Context) -> Iterator[Draft]:
         def words(at: datetime, _p: bool, s: Session = s,
                   due: datetime | PlannedCardio = due) -> Words:  # fmt: skip
             leg_word = day_word(s.ended_at, tz, at)
+            leg = "today's leg day" if leg_word == "today" else f"{leg_word}'s leg day"
+            # Read (a snoozed copy) once the session's time or plan day has passed: no plan
+            # to speak of, only the cardio not yet done.
+            if isinstance(due, PlannedCardio) and at >= due.planned_at:
+                return (
+                    "Cardio while you can still walk",
+                    f"If your {due.kind} is still to do and you expect to be sore after "
+                    f"{leg}, do it soon, while you can still walk comfortably, and keep it "
+                    "easy.",
+                    "If your cardio is still to do, do it soon, while you can still walk.",
+                    {},
+                )
+            if not isinstance(due, PlannedCardio) and at >= end_of_day(due, tz):
+                return (
+                    "Cardio while you can still walk",
+                    f"If your cardio is still to do and you expect to be sore after {leg}, do "
+                    "it soon, while you can still walk comfortably, and keep it easy.",
+                    "If your cardio is still to do, do it soon, while you can still walk.",
+                    {},
+                )
             if isinstance(due, PlannedCardio):
                 what = f"Your {due.kind} is planned for {fmt_day_clock(due.planned_at, tz, at)}."
             else:
                 also = " also" if local_date(due, tz) == local_date(s.ended_at, tz) else ""
                 what = f"{day_word(due, tz, at).capitalize()} is{also} a cardio day on your plan."
-            leg = "today's leg day" if leg_word == "today" else f"{leg_word}'s leg day"
             return (
                 "Cardio while you can still walk",
                 f"{what} If you expect to be sore after {leg}, get the cardio done soon, "
