@@ -317,3 +317,57 @@ def test_status_command_reports_the_running_service(
         assert "connected: True" in out
     finally:
         svc.close()
+
+
+def test_a_device_cannot_take_the_services_session(
+    tmp_path: Path, mosquitto_factory: BrokerFactory
+) -> None:
+    """A person's account connects, while the service is stopped, with the client id the
+    service used to have (the documented `recovery-coach-<base>`) and a persistent session,
+    as a misconfigured or curious device could. Another person's workout sent meanwhile is
+    still handled when the service is back: the service's session is not theirs to take."""
+    acl = (REPO_ROOT / "config" / "mosquitto" / "acl").read_text()
+    broker = mosquitto_factory(users=PASSWORDS, acl=acl)
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("svc-pw\n")
+    svc = ServiceProcess(
+        tmp_path / "svc",
+        port=None,
+        base=BASE,
+        users={"alex": user_config(), "sam": user_config()},
+        broker={
+            "host": broker.host,
+            "port": broker.port,
+            "username": "recovery_coach",
+            "password_file": str(secret),
+        },
+    )
+    rec = Recorder(broker.host, broker.port, [f"{BASE}/sam/nudge"], "recovery_coach", "svc-pw")
+    rec.start()
+    try:
+        svc.start().wait_connected()
+        svc.stop()
+        device = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"recovery-coach-{BASE}", clean_session=False
+        )
+        device.username_pw_set("alex", "alex-pw")
+        connected = threading.Event()
+        device.on_connect = lambda *_a: connected.set()
+        device.connect(broker.host, broker.port)
+        device.loop_start()
+        assert connected.wait(10)
+        device.disconnect()
+        device.loop_stop()
+        event = workout("sam-while-down")
+        publish(
+            broker.port, f"{BASE}/sam/workout/completed", event, username="sam", password="sam-pw"
+        )
+        svc.start().wait_connected()
+        rec.wait_for(
+            lambda r: any(n["source_event_id"] == "sam-while-down" for n in r.nudges("sam", BASE)),
+            20,
+            "sam's nudge for the workout sent while the service was down",
+        )
+    finally:
+        svc.close()
+        rec.stop()

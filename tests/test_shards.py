@@ -632,3 +632,67 @@ def test_the_database_and_the_broker_going_away_lose_nothing(
         pub.close()
         rec.stop()
         cluster.close()
+
+
+def _retained_states(broker: MosquittoBroker, base: str) -> set[str]:
+    """The users whose state the broker holds, as a client subscribing now sees them."""
+    fresh = Recorder(broker.host, broker.port, [f"{base}/+/state"]).start()
+    try:
+        # The broker sends what it retains right after the SUBACK; a marker published after
+        # the subscription arrives after all of them (one connection, in order).
+        marker = f"{base}/marker/state"
+        fresh.client.publish(marker, b"end", qos=1).wait_for_publish(5)
+        fresh.wait_for(lambda r: bool(r.on(marker)), 10, "the marker")
+        return {m.topic.split("/")[1] for m in fresh.messages if m.retain and m.payload}
+    finally:
+        fresh.stop()
+
+
+def test_the_shared_status_stays_online_and_every_state_appears_at_a_sharded_start(
+    cluster_parts: tuple[Path, MosquittoBroker, str],
+) -> None:
+    """Three instances of 16 shards start together with 340 people: every person's retained
+    state is there within 30 s, whoever owns their shard. Then the instance that keeps the
+    shared status (the owner of shard 0) is killed: `<base>/status` never says `offline`
+    while an instance lives, and says it once the last one stops."""
+    tmp, broker, url = cluster_parts
+    base = "rc_keep"
+    users = {f"p{i:03d}": user_config() for i in range(340)}
+    cluster = Cluster(tmp, broker, url, users, base)
+    names = ["i0", "i1", "i2"]
+    try:
+        t0 = time.monotonic()
+        # One instance first, which takes every shard and starts announcing; the others
+        # join at once, and most shards move to them mid-announcement.
+        cluster.start("i0")
+        while len(cluster.shards_of("i0")) < cluster.shards and time.monotonic() - t0 < 20:
+            time.sleep(0.02)  # polling the lease table
+        for n in names[1:]:
+            cluster.start(n)
+        states: set[str] = set()
+        while time.monotonic() - t0 < 30 and states != set(users):
+            states = _retained_states(broker, base)
+        assert sorted(set(users) - states) == [], f"{len(states)} of 340 states after 30 s"
+        cluster.wait_balanced(names)
+        keeper = cluster.owners()[0]
+        assert keeper is not None
+        cluster.procs[keeper].kill()
+        survivors = [n for n in names if n != keeper]
+        cluster.wait_balanced(survivors, timeout=30)
+        so_far = [m.payload for m in cluster.status.on(f"{base}/status")]
+        assert b"offline" not in so_far, "offline while two instances live"
+        took = next(n for n in survivors if 0 in cluster.shards_of(n))
+        # The new keeper resumed the dead one's session: the broker drops its delayed will.
+        cluster.procs[took].wait_log("status keeper connected (session resumed", 30)
+        for n in survivors:
+            cluster.procs[n].stop()
+        cluster.status.wait_for(
+            lambda r: [m.payload for m in r.on(f"{base}/status")][-1:] == [b"offline"],
+            10,
+            "offline once the last instance stopped",
+        )
+        shared = [m.payload for m in cluster.status.on(f"{base}/status")]
+        assert shared[-1] == b"offline"
+        assert b"offline" not in shared[:-1], shared
+    finally:
+        cluster.close()

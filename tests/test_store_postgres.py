@@ -427,3 +427,80 @@ def _state_rows(engine: Any, user: str) -> int:
     with engine.connect() as conn:
         q = select(func.count()).select_from(user_states).where(user_states.c.user_id == user)
         return int(conn.execute(q).scalar() or 0)
+
+
+def _service_connections(database: str) -> str:
+    return (
+        "select count(pg_terminate_backend(pid)) from pg_stat_activity "
+        f"where datname = '{database}' and pid <> pg_backend_pid()"
+    )
+
+
+def test_reminders_due_while_the_database_drops_connections_all_arrive_once(
+    tmp_path: Path, mosquitto_factory: BrokerFactory, own_pg_url: str
+) -> None:
+    """A database restart, a failover or a pooler's idle kill is an ordinary event: 60
+    people's protein reminders fall due, one every 0.3 s, while every connection of the
+    service is ended every 0.3 s for 22 s. Each arrives once, without a restart."""
+    broker = mosquitto_factory()
+    base = "rc_pg_kills"
+    rec = Recorder(broker.host, broker.port, [f"{base}/+/nudge", f"{base}/diagnostics"]).start()
+    users = {f"u{i}": user_config() for i in range(60)}
+    svc = ServiceProcess(
+        tmp_path, port=broker.port, base=base, users=users, extra={"store": own_pg_url}
+    )
+    admin = admin_engine()
+    database = own_pg_url.rsplit("/", 1)[1]
+    events: dict[str, str] = {}
+    try:
+        svc.start().wait_connected()
+        # R8's reminder is due 60 min after the workout: these fall due 3 s to 21 s from now.
+        for i in range(60):
+            e = workout(f"k-{i}", ago=timedelta(minutes=60) - timedelta(seconds=3 + 0.3 * i))
+            events[f"u{i}"] = e["event_id"]
+            publish(broker.port, f"{base}/u{i}/workout/completed", e)
+
+        def handled(r: Recorder) -> int:
+            figures = [m.json() for m in r.on(f"{base}/diagnostics") if m.payload]
+            return max((f["events_handled"] for f in figures), default=0)
+
+        rec.wait_for(lambda r: handled(r) >= 60, 20, "every workout handled")
+        kills = 0
+        until = time.monotonic() + 22
+        with admin.connect() as conn:
+            while time.monotonic() < until:
+                kills += conn.execute(text(_service_connections(database))).scalar() or 0
+                time.sleep(0.3)  # the fault's own rhythm, not a wait for an outcome
+        assert kills > 30
+
+        def reminders(r: Recorder) -> list[tuple[str, str]]:
+            return [
+                (n["user"], n["source_event_id"])
+                for n in r.all_nudges(base)
+                if n["rule"] == "R8" and n["source_event_id"].startswith("k-")
+            ]
+
+        expected = sorted(events.items())
+        rec.wait_for(lambda r: set(reminders(r)) >= set(expected), 60, "every reminder")
+        # Nothing left that could send one again: no R8 nudge pending, none in flight.
+        engine = create_engine(own_pg_url)
+        try:
+
+            def settled() -> bool:
+                with engine.connect() as conn:
+                    return not conn.execute(
+                        text("select 1 from rc_nudges where status = 'pending' and due_at <= :t"),
+                        {"t": time.time()},
+                    ).first()
+
+            deadline = time.monotonic() + 20
+            while not settled() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert settled()
+        finally:
+            engine.dispose()
+        assert sorted(reminders(rec)) == expected
+    finally:
+        svc.close()
+        rec.stop()
+        admin.dispose()

@@ -79,7 +79,6 @@ def service_config(
         # The Supervisor's MQTT service speaks 3.1 or 3.1.1 (its schema); the Mosquitto
         # add-on also speaks 5, which we prefer, but only 3.1.1 is promised.
         "protocol": "3.1.1",
-        "client_id": "recovery-coach-addon",
     }
     password = mqtt.get("password") or None
     if mqtt.get("username"):

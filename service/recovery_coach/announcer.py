@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -23,6 +25,8 @@ from .topics import Topics
 from .transport import Transport
 from .work import Announce, AnnounceMore, Work
 
+log = logging.getLogger(__name__)
+
 CHUNK = 200  # users' discovery and state per batch while announcing
 # A changed state waits behind the nudges: it goes out when the worker is idle, at most once
 # per STATE_EVERY_S per user (a burst of their events), the last change always included;
@@ -30,6 +34,7 @@ CHUNK = 200  # users' discovery and state per batch while announcing
 # sent with each batch's nudges the states delayed the next batch's by a sixth.
 STATE_EVERY_S = 0.5
 MAX_HOLD_S = 1.0
+STORE_RETRY_S = 1.0  # held states read the store again this long after it failed
 
 
 class Announcer:
@@ -61,6 +66,8 @@ class Announcer:
         self._prune_above = 4 * CHUNK  # _last_state's size that sets off the next prune
         # user -> (held since, due): oldest first, as a dict keeps its insertion order
         self._held: dict[str, tuple[float, float]] = {}
+        self._store_retry_at = 0.0  # monotonic: held states wait for the store until then
+        self._awaiting: tuple[int, str] | None = None  # (last mid, fingerprint) of a full one
 
     @property
     def pending(self) -> bool:
@@ -123,25 +130,32 @@ class Announcer:
                     break  # the rest were held later
                 if at <= t:
                     due.append(user)
+        if due and time.monotonic() < self._store_retry_at:
+            return  # the store failed a moment ago: states wait, nudges go on
         for user in due:
-            del self._held[user]
             if user not in self.profiles:
-                continue
-            if self.transport.is_connected():
-                self._publish_state(user, now)
-            else:
+                del self._held[user]
+            elif not self.transport.is_connected():
+                del self._held[user]
                 self._stale.add(user)
+            else:
+                try:
+                    self._publish_state(user, now)
+                except Exception as exc:  # the store: this and the rest stay held
+                    self._store_retry_at = time.monotonic() + STORE_RETRY_S
+                    log.debug("states wait for the store: %s", exc)
+                    break
         if len(self._last_state) > self._prune_above:  # only the last STATE_EVERY_S matters
             self._last_state = {u: a for u, a in self._last_state.items() if t - a < STATE_EVERY_S}
             # Not again until it has doubled: a burst of many users' states would otherwise
             # rebuild the map at every release.
             self._prune_above = max(4 * CHUNK, 2 * len(self._last_state))
 
-    def _publish_state(self, user: str, now: datetime) -> None:
+    def _publish_state(self, user: str, now: datetime) -> int | None:
+        view = state_view(self.profiles[user], self.repo.peek(user), now)  # may fail: kept
         self._held.pop(user, None)
         self._last_state[user] = now.timestamp()
-        view = state_view(self.profiles[user], self.repo.peek(user), now)
-        self.transport.publish(self.topics.state(user), json.dumps(view), qos=1, retain=True)
+        return self.transport.publish(self.topics.state(user), json.dumps(view), qos=1, retain=True)
 
     def announce(self, *, full: bool) -> None:
         """Removals now; discovery and states of everyone (full) or of the users added to
@@ -157,6 +171,7 @@ class Announcer:
         users = set(self.profiles) if full else (self.added_users | self._stale)
         self.added_users = set()
         self._stale.clear()
+        self._awaiting = None  # a new connection: an old mid may come round again
         if full:
             self._fingerprint = self.fingerprint()
         self._todo = sorted(set(self._todo) | (users & set(self.profiles)))
@@ -169,24 +184,46 @@ class Announcer:
             return  # the next connect announces again
         now = datetime.now(UTC)
         chunk = self._todo[:CHUNK]
-        del self._todo[:CHUNK]
-        for user in chunk:
-            if self.with_discovery:
-                for topic, payload in discovery.discovery_messages(
-                    self.topics.base,
-                    user,
-                    self.profiles[user].name,
-                    __version__,
-                    availability=self.topics.status,
-                ):
-                    self.transport.publish(topic, payload, qos=1, retain=True)
-            self._publish_state(user, now)
+        last: int | None = None
+        for done, user in enumerate(chunk):
+            try:
+                last = self._announce_one(user, now)
+            except Exception:
+                del self._todo[:done]  # the rest, this one first, once the store answers
+                if not self._queued:
+                    self._queued = True
+                    timer = threading.Timer(STORE_RETRY_S, self.enqueue, args=(AnnounceMore(),))
+                    timer.daemon = True
+                    timer.start()
+                raise
+        del self._todo[: len(chunk)]
         if self._todo:
             if not self._queued:
                 self._queued = True
                 self.enqueue(AnnounceMore())
             return
-        if self._fingerprint:
-            self.repo.uow.meta(self._meta_key, self._fingerprint)  # with the next commit
-            self._fingerprint = ""
+        if self._fingerprint and last is not None:
+            # Recorded once the broker has the last message (its PUBACK, `acked`): a service
+            # stopped before that (a shard handed to another instance) left some in paho's
+            # queue, and the next one must announce in full again.
+            self._awaiting = (last, self._fingerprint)
+        self._fingerprint = ""
         self.finished()
+
+    def acked(self, mid: int) -> None:
+        """A PUBACK that was no nudge's: the end of a full announcement, perhaps."""
+        if self._awaiting is not None and self._awaiting[0] == mid:
+            self.repo.uow.meta(self._meta_key, self._awaiting[1])  # with the batch's commit
+            self._awaiting = None
+
+    def _announce_one(self, user: str, now: datetime) -> int | None:
+        if self.with_discovery:
+            for topic, payload in discovery.discovery_messages(
+                self.topics.base,
+                user,
+                self.profiles[user].name,
+                __version__,
+                availability=self.topics.status,
+            ):
+                self.transport.publish(topic, payload, qos=1, retain=True)
+        return self._publish_state(user, now)

@@ -20,6 +20,7 @@ class Health:
     last_error: str | None = None
     last_error_at: float | None = None
     store_error: str | None = None  # why a batch is held while the store refuses writes
+    nudges_waiting: int = 0  # due nudges held while the store cannot be read (outbox.py)
 
     def error(self, reason: str) -> None:
         self.last_error = reason
@@ -35,6 +36,7 @@ class Health:
             "last_event_at": _iso(self.last_event_at),
             "last_error": self.last_error,
             "store_error": self.store_error,
+            "nudges_waiting_for_store": self.nudges_waiting,
             "last_error_at": _iso(self.last_error_at),
             "started_at": _iso(self.started_at),
         }

@@ -158,6 +158,8 @@ class BatchedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
         self._gone_lock = threading.Lock()
         self.error: str | None = None  # the store's last failure, while it lasts
         self._retry = Backoff()
+        # Told when the store answers again after failing (jobs may have fired meanwhile).
+        self.on_recovered: Callable[[], None] = lambda: None
 
     def remove_job(self, job_id: str) -> None:
         with self._gone_lock:
@@ -190,7 +192,8 @@ class BatchedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
     def _recovered(self) -> None:
         if self.error is not None:
             log.info("job store works again")
-        self.error = None
+            self.error = None
+            self.on_recovered()
         self._retry.reset()
 
     def get_due_jobs(self, now: datetime) -> list[Job]:
@@ -297,8 +300,11 @@ class Scheduler:
         table: str = JOBS_TABLE,
         fence: Callable[[Connection], None] | None = None,
         on_missed: Callable[[str], None] | None = None,
+        on_recovered: Callable[[], None] | None = None,
     ) -> None:
         self.store = BatchedJobStore(engine, table, fence)
+        if on_recovered is not None:
+            self.store.on_recovered = on_recovered
         self._on_missed = on_missed
         self.aps = BackgroundScheduler(
             jobstores={"default": self.store},

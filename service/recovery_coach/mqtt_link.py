@@ -151,6 +151,7 @@ class MqttLink:
         on_connected: Callable[[bool], None],
         on_published: Callable[[int], None],
         may_connect: Callable[[], bool] = lambda: True,
+        shown_id: str | None = None,
     ) -> None:
         self.cfg = cfg
         # Sharded: asked before every connection attempt, so that an instance whose shard
@@ -172,6 +173,7 @@ class MqttLink:
         self._outage_logged = False  # "cannot connect" said for this outage
         self._packets = 0  # messages and PUBACKs seen, to know when a read found nothing
         self.client_id = client_id
+        self.shown_id = shown_id or client_id  # as logged: without its secret part
         self._said: set[str] = set()  # problems said since the last good connection
         self._attempt_at: float | None = None  # TCP up, CONNACK awaited since (monotonic)
         self._connected_at = 0.0
@@ -246,7 +248,7 @@ class MqttLink:
         if self.connected.is_set() and not self._stopping:
             self.disconnects += 1
             if reason.value == broker_hints.SESSION_TAKEN_OVER or self._taken_again_and_again():
-                self._say(broker_hints.taken_over(self.client_id), level=logging.WARNING)
+                self._say(broker_hints.taken_over(self.shown_id), level=logging.WARNING)
             else:
                 log.warning("disconnected from the broker (%s); reconnecting", reason)
         self.connected.clear()

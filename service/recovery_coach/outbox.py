@@ -12,11 +12,12 @@ import logging
 import time
 from datetime import datetime
 
+from .backoff import Backoff
 from .health import Health
 from .jobs import is_day_job
 from .message_handler import MessageHandler
 from .models import Nudge, Profile
-from .store import PENDING, SqlRepository
+from .store import PENDING, OutboxRow, SqlRepository
 from .topics import Topics
 from .transport import Transport
 from .work import Fire
@@ -85,6 +86,12 @@ class Outbox:
         self.health = health
         self.inflight = InFlight()
         self._away_logged = False  # "broker away" said for this outage
+        # Due nudges the store could not read or word when they fell due (a killed database
+        # connection, a locked file): kept here and fired again with back-off, since their
+        # jobs are gone. `retry_at` is when (monotonic); the worker takes them back then.
+        self.held: dict[str, Fire] = {}
+        self.retry_at: float | None = None
+        self._backoff = Backoff()
 
     def publish(
         self, nudge: Nudge, now: datetime, payload: str | None = None, *, recorded: bool = False
@@ -118,29 +125,85 @@ class Outbox:
             )
 
     def fire(self, fire: list[Fire], now: datetime) -> None:
-        """Publish the nudges whose time has come (one outbox read for all of them)."""
-        todo = [f for f in fire if not self.inflight.holds(f.nudge_id)]
-        rows = self.repo.queries.outbox_many([f.nudge_id for f in todo]) if todo else {}
-        for f in todo:
-            row = rows.get(f.nudge_id)
-            if row is None or row.status != PENDING or row.user_id not in self.profiles:
-                continue
-            if row.expires_at is not None and row.expires_at <= now.timestamp():
-                self.expire(f.nudge_id, f.user, "it expired before it could be sent")
-                continue
-            # Worded now, against the user's day as it stands: "today", the protein logged
-            # and this week's minutes are those of the moment it is read.
-            worded = self.handler.word(row.nudge, now)
-            if worded is None:
-                self.expire(f.nudge_id, f.user, "it no longer applies")
-                continue
-            self.publish(worded, now)
+        """Publish the nudges whose time has come (one outbox read for all of them). A
+        nudge fired twice (its job, a sweep) goes out once: one per id here, and the
+        in-flight map and the row's status stop a later copy."""
+        todo: dict[str, Fire] = {}
+        for f in fire:
+            if not self.inflight.holds(f.nudge_id):
+                todo.setdefault(f.nudge_id, f)
+        if not todo:
+            return
+        try:
+            rows = self.repo.queries.outbox_many(list(todo))
+            for nudge_id, f in list(todo.items()):
+                self._fire_one(f, rows.get(nudge_id), now)
+                del todo[nudge_id]
+        except Exception as exc:  # the store failed: what is left is kept and tried again
+            self._hold(list(todo.values()), exc)
+            return
+        if self.held:
+            self._answered(fire)
 
-    def overdue(self) -> list[Fire]:
-        """Pending nudges whose time has come but that no job will fire (down, broker away)."""
+    def _fire_one(self, f: Fire, row: OutboxRow | None, now: datetime) -> None:
+        if row is None or row.status != PENDING or row.user_id not in self.profiles:
+            return
+        if row.expires_at is not None and row.expires_at <= now.timestamp():
+            self.expire(f.nudge_id, f.user, "it expired before it could be sent")
+            return
+        # Worded now, against the user's day as it stands: "today", the protein logged
+        # and this week's minutes are those of the moment it is read.
+        worded = self.handler.word(row.nudge, now)
+        if worded is None:
+            self.expire(f.nudge_id, f.user, "it no longer applies")
+            return
+        self.publish(worded, now)
+
+    def _hold(self, fires: list[Fire], exc: Exception) -> None:
+        first = not self.held
+        for f in fires:
+            self.held[f.nudge_id] = f
+        wait = self._backoff.next()
+        self.retry_at = time.monotonic() + wait
+        reason = f"{type(exc).__name__}: {exc}"[:300]
+        self.health.nudges_waiting = len(self.held)
+        self.health.error(f"due nudges wait for the store: {reason}")
+        if first:
+            log.warning(
+                "%d due nudge(s) could not be read from the store (%s): kept and tried "
+                "again, first in %.0f s",
+                len(self.held),
+                reason,
+                wait,
+            )
+        else:
+            log.debug("%d due nudge(s) still wait for the store", len(self.held))
+
+    def _answered(self, fired: list[Fire]) -> None:
+        """A fire went through: the nudges it held are done; the rest go at once."""
+        for f in fired:
+            self.held.pop(f.nudge_id, None)
+        self.health.nudges_waiting = len(self.held)
+        if self.held:
+            self.retry_at = time.monotonic()
+            return
+        log.info("the store answers again: every due nudge it held up was sent")
+        self._backoff.reset()
+        self.retry_at = None
+
+    def take_held(self, now: float) -> list[Fire]:
+        """The held fires, when their retry is due (the worker puts them back in a batch)."""
+        if self.retry_at is None or now < self.retry_at or not self.held:
+            return []
+        self.retry_at = None  # set again if they fail again
+        return list(self.held.values())
+
+    def overdue(self, late_by: float = 0.0) -> list[Fire]:
+        """Pending nudges whose time has come (at least `late_by` seconds ago) but that no
+        job will fire (down, broker away, the store failing when their job fired)."""
         return [
             Fire(r.user_id, r.nudge_id)
-            for r in self.repo.queries.pending_without_job(due_by=time.time())
+            for r in self.repo.queries.pending_without_job(due_by=time.time() - late_by)
             if not self.inflight.holds(r.nudge_id)
         ]
 

@@ -71,7 +71,7 @@ class Retrying:
                 # Another instance owns the shard now: nothing is written, nothing acknowledged,
                 # and this shard's worker stops (its messages go to the new owner).
                 self.repo.uow.rollback()
-                log.warning("%s: this shard's worker stops", exc)
+                log.warning("%s: its worker stops", exc)
                 self.stopping.set()
                 return []
             except Exception as exc:

@@ -42,14 +42,15 @@ from .models import Profile
 from .mqtt_link import Inbound, MqttLink, credentials_problem
 from .outbox import InFlight, Outbox
 from .people import People
-from .shards import WHOLE, Fence, Shard, default_instance
-from .store import Checkpointer, Members, SqlRepository, make_engine
+from .shards import HEARTBEAT_S, LEASE_S, WHOLE, Fence, Shard, default_instance
+from .store import Checkpointer, Members, SqlRepository, client_secret, make_engine
+from .store.lease import InstanceLease
 from .store.reshard import ShardCountInUseError, reshard
 from .store.schema import jobs_table
 from .store_check import shown, store_problem
 from .topics import Topics
 from .web import WebServer
-from .work import Connected, DayStart, Fire, Housekeeping, Missed, PubAck, Work
+from .work import Connected, DayStart, Fire, Housekeeping, Missed, PubAck, Sweep, Work
 from .worker import Worker
 
 log = logging.getLogger(__name__)
@@ -72,17 +73,27 @@ class ShardRun:
     instance: str
 
 
-def client_id(cfg: Config, broker: BrokerConfig) -> str:
-    return broker.client_id or f"recovery-coach-{cfg.base_topic.replace('/', '-')}"
+def client_id(cfg: Config, broker: BrokerConfig, secret: str) -> str:
+    """`broker.client_id`, or one with the store's secret in it: a device that claimed the
+    service's client id would be handed its persistent session, and the events queued in it."""
+    return broker.client_id or f"recovery-coach-{cfg.base_topic.replace('/', '-')}-{secret}"
 
 
 class Service:
     """The live service: MQTT in and out, durable scheduling, one writer thread. Unsharded
     it serves every user; given a `ShardRun`, the shard's."""
 
-    def __init__(self, cfg: Config, broker: BrokerConfig, run: ShardRun | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        broker: BrokerConfig,
+        run: ShardRun | None = None,
+        lease: InstanceLease | None = None,
+    ) -> None:
         self.cfg = cfg
         self.run = run
+        # Unsharded under `run`: the instance lease fences every write (store/lease.py).
+        fence = run.fence if run else lease.fence() if lease else None
         shard = run.shard if run else WHOLE
         self.topics = Topics(cfg.base_topic, shard)
         self.profiles = dict(run.profiles) if run else cfg.profiles()
@@ -97,10 +108,10 @@ class Service:
             self.engine,
             self.profiles,
             shard,
-            run.fence.on_cursor if run else None,
+            fence.on_cursor if fence else None,
             self.checkpointer,
         )
-        self.members = Members(self.engine, shard, run.fence.on_connection if run else None)
+        self.members = Members(self.engine, shard, fence.on_connection if fence else None)
         # People set up over MQTT join the YAML's users (their profiles are in the store).
         self.people = People(cfg, self.profiles)
         self._forget_profiles(self.people.load(self.repo.queries.profiles()))
@@ -110,14 +121,15 @@ class Service:
             self.engine,
             1 if run else 4,  # job functions only enqueue: one thread per shard serves
             table=shard.jobs_table,
-            fence=run.fence.on_connection if run else None,
+            fence=fence.on_connection if fence else None,
             on_missed=(lambda job_id: self.queue.put(Missed(job_id))) if run else None,
+            on_recovered=lambda: self.queue.put(Sweep()),
         )
         self.health = Health()
         self.stopping = threading.Event()
         self.link = MqttLink(
             broker,
-            shard.client_id(client_id(cfg, broker)),
+            shard.client_id(client_id(cfg, broker, client_secret(self.engine))),
             self.topics.status,
             self.topics.shard_subscriptions(self.profiles, profiles=cfg.mqtt_profiles)
             if run
@@ -125,7 +137,8 @@ class Service:
             on_message=self._inbound if run else self.queue.put,
             on_connected=lambda present: self.queue.put(Connected(present)),
             on_published=lambda mid: self.queue.put(PubAck(mid)),
-            may_connect=run.may_connect if run else lambda: True,
+            may_connect=run.may_connect if run else lease.holds if lease else lambda: True,
+            shown_id=shard.client_id(client_id(cfg, broker, "<secret>")),
         )
         self.outbox = Outbox(
             self.link, self.topics, self.repo, self.handler, self.profiles, self.health
@@ -401,29 +414,67 @@ def run(cfg: Config, config_path: Path | None = None) -> int:
             return _stopped(embedded, 2)
         instance.run(stop)
         return _stopped(embedded, 0)
-    try:
-        service = Service(cfg, broker)
-    except ShardCountInUseError as exc:
-        log.error("%s", exc)
-        return _stopped(embedded, 2)
-    log.info(
-        "recovery coach %s: %d user(s), base topic %s, broker %s:%s, config %s",
-        __version__,
-        len(service.profiles),
-        cfg.base_topic,
-        broker.host,
-        broker.port,
-        config_path,
-    )
-    service.start()
-    web = WebServer(cfg.web, service.health_report) if cfg.web.enabled else None
-    if web is not None:
+    lease = InstanceLease(make_engine(cfg.store, pool_size=1), cfg.instance or default_instance())
+    serving: list[Service] = []  # the service while this instance holds the lease
+    web = None
+    if cfg.web.enabled:
+        web = WebServer(cfg.web, lambda: serving[0].health_report() if serving else STANDBY)
         web.start()
-    stop.wait()
-    if web is not None:
-        web.stop()
-    service.stop()
-    return _stopped(embedded, 0)
+    try:
+        code = _serve_while_leased(cfg, broker, config_path, lease, stop, serving)
+    finally:
+        if web is not None:
+            web.stop()
+        lease.release()
+        lease.engine.dispose()
+    return _stopped(embedded, code)
+
+
+STANDBY: dict[str, Any] = {"ok": True, "worker": "standby", "version": __version__}
+
+
+def _serve_while_leased(
+    cfg: Config,
+    broker: BrokerConfig,
+    config_path: Path | None,
+    lease: InstanceLease,
+    stop: threading.Event,
+    serving: list[Service],
+) -> int:
+    """Serve the store while this instance holds its lease; stand by while another does.
+    Taken over (this one stalled past the lease), it stops serving and stands by again."""
+    while not stop.is_set():
+        if lease.wait_for_turn(stop) is None:
+            return 0
+        try:
+            service = Service(cfg, broker, lease=lease)
+        except ShardCountInUseError as exc:
+            log.error("%s", exc)
+            return 2
+        log.info(
+            "recovery coach %s: %d user(s), base topic %s, broker %s:%s, config %s",
+            __version__,
+            len(service.profiles),
+            cfg.base_topic,
+            broker.host,
+            broker.port,
+            config_path,
+        )
+        service.start()
+        serving.append(service)
+        lost = False
+        while not stop.wait(HEARTBEAT_S):
+            if lease.renew() is False or not service.running():
+                lost = True
+                log.error(
+                    "another instance took this store over (this one was stalled, or its "
+                    "lease could not be renewed for %.0f s): it stops serving and stands by",
+                    LEASE_S,
+                )
+                break
+        serving.clear()
+        service.stop(offline=not lost)  # taken over: the status is the new holder's
+    return 0
 
 
 def _stopped(embedded: EmbeddedBroker | None, code: int) -> int:

@@ -57,11 +57,25 @@ class AnnounceMore:
 
 @dataclass(frozen=True)
 class Housekeeping:
-    """Prune old ids and publish diagnostics."""
+    """Prune old ids, sweep for due nudges no job will fire, publish diagnostics."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The store works again: fire the due nudges whose jobs fired while it failed."""
 
 
 Work = (
-    Inbound | Fire | DayStart | Missed | PubAck | Connected | Announce | AnnounceMore | Housekeeping
+    Inbound
+    | Fire
+    | DayStart
+    | Missed
+    | PubAck
+    | Connected
+    | Announce
+    | AnnounceMore
+    | Housekeeping
+    | Sweep
 )
 
 

@@ -27,6 +27,7 @@ from typing import assert_never
 
 from . import jobs
 from .announcer import Announcer
+from .backoff import Backoff
 from .coach import next_day_start
 from .config import RateLimitConfig
 from .health import Health
@@ -52,6 +53,7 @@ from .work import (
     Housekeeping,
     Missed,
     PubAck,
+    Sweep,
     Work,
 )
 
@@ -61,6 +63,9 @@ MAX_BATCH = 1000
 IDLE_WAIT = 0.01  # seconds the worker waits on the socket when it has nothing to do
 IMMEDIATE = timedelta(milliseconds=50)  # due this soon: publish after the commit, no job
 DRAIN_SECONDS = 2.0  # a clean stop waits this long for the PUBACKs of what it published
+# Housekeeping's sweep takes due nudges with no job only once this late: sooner, their Fire
+# is usually still on its way from APScheduler (a copy would be dropped, but costs a read).
+SWEEP_AFTER_S = 5.0
 
 
 @dataclass(kw_only=True, eq=False)
@@ -109,22 +114,36 @@ class Worker:
     # ------------------------------------------------------------ the loop
 
     def run(self) -> None:
-        """Network I/O and decisions in one thread: read, decide, commit, ack, publish."""
+        """Network I/O and decisions in one thread: read, decide, commit, ack, publish.
+        Nothing ends this loop but a stop: an unexpected failure of one turn is logged and
+        the next turn goes on (after a pause while failures repeat)."""
+        backoff = Backoff()
         while not self.stopping.is_set():
-            # Jobs and timers put work on the queue from their own threads; waiting at most
-            # IDLE_WAIT in select() bounds how late they are seen.
-            self.transport.pump(0.0 if not self.work.empty() else IDLE_WAIT)
-            batch: list[Work] = []
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self.work.get_nowait())
-                except queue.Empty:
-                    break
-            if batch:
-                self.safely(batch)
-            if self.announcer.holding:  # changed states: out when idle (announcer.py)
-                self.announcer.release(self.clock(), idle=not batch)
+            try:
+                self._turn()
+            except Exception as exc:
+                self.health.error(f"internal error: {exc!r}"[:300])
+                log.exception("the worker's turn failed; it goes on")
+                self.stopping.wait(backoff.next())
+            else:
+                backoff.reset()
         self.drain()
+
+    def _turn(self) -> None:
+        # Jobs and timers put work on the queue from their own threads; waiting at most
+        # IDLE_WAIT in select() bounds how late they are seen.
+        self.transport.pump(0.0 if not self.work.empty() else IDLE_WAIT)
+        # Due nudges the store could not read are fired again when their retry is due.
+        batch: list[Work] = list(self.outbox.take_held(time.monotonic()))
+        while len(batch) < MAX_BATCH:
+            try:
+                batch.append(self.work.get_nowait())
+            except queue.Empty:
+                break
+        if batch:
+            self.safely(batch)
+        if self.announcer.holding:  # changed states: out when idle (announcer.py)
+            self.announcer.release(self.clock(), idle=not batch)
 
     def drain(self) -> None:
         """Stopping: wait up to DRAIN_SECONDS for the PUBACKs of what was published and
@@ -155,7 +174,10 @@ class Worker:
         store works is refused and acknowledged, so it never blocks the others."""
         batch, limited = self.limiter.split(batch, self.topics, self.profiles, self.clock())
         done = [limited] if limited.acks else []
+        failing = self.health.store_error is not None
         done += self.retrying.commit(batch)
+        if failing and self.health.store_error is None:
+            self.work.put(Sweep())  # jobs may have fired while it failed: their nudges wait
         for b in done:
             try:
                 self.effects.apply(b)
@@ -223,11 +245,13 @@ class Worker:
                 case Fire():
                     b.fire.append(item)
                 case PubAck(mid=mid):
-                    if (acked := self.outbox.puback(mid)) is not None:  # else not a nudge
+                    if (acked := self.outbox.puback(mid)) is not None:
                         b.published.append(mid)
                         nudge, restated = acked
                         if restated:
                             b.changed.add(nudge.user)
+                    else:  # not a nudge: perhaps the last message of an announcement
+                        self.announcer.acked(mid)
                 case Missed(job_id=job_id):
                     self.outbox.missed(job_id)
                 case Connected(session_present=present):
@@ -245,6 +269,11 @@ class Worker:
                         self.repo.uow.prune(time.time())
                     self.limiter.forget_full(b.now.timestamp())
                     b.diagnostics = True
+                    # Nothing stays stuck: a due nudge whose job fired when nothing could
+                    # take it (a failure between the job and its publish) goes out now.
+                    b.fire.extend(self.outbox.overdue(SWEEP_AFTER_S))
+                case Sweep():
+                    b.fire.extend(self.outbox.overdue())
                 case _:
                     assert_never(item)
         for out in outcomes:

@@ -10,7 +10,7 @@ in one SQLAlchemy engine (SQLite by default, any URL by config).
 """
 
 from .checkpoint import Checkpointer
-from .queries import Members, Queries
+from .queries import Members, Queries, client_secret
 from .repository import SqlRepository
 from .schema import (
     CANCELLED,
@@ -52,6 +52,7 @@ __all__ = [
     "SchemaTooNewError",
     "SqlRepository",
     "UnitOfWork",
+    "client_secret",
     "decode_state",
     "encode_state",
     "handled_events",

@@ -4,11 +4,13 @@ that say who the users are (before the worker starts, each in a transaction of i
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..jobs import DAY_PREFIX, day_job_user, day_jobs_of
 from ..models import Nudge
@@ -93,6 +95,28 @@ class Queries:
             ).scalar()
             job_count = conn.execute(select(func.count()).select_from(self.jobs)).scalar()
         return {"nudges_pending": int(pending or 0), "jobs": int(job_count or 0)}
+
+
+CLIENT_SECRET_KEY = "mqtt_client_secret"
+
+
+def client_secret(engine: Engine) -> str:
+    """The secret part of the service's MQTT client id, made once and kept in the store:
+    a broker hands a persistent session to whoever connects with its client id, so the id
+    must be one no device can guess. Every instance and restart on the store shares it."""
+    with engine.connect() as conn:
+        value = conn.execute(select(meta.c.value).where(meta.c.key == CLIENT_SECRET_KEY)).scalar()
+    if value:
+        return str(value)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(meta).values(key=CLIENT_SECRET_KEY, value=secrets.token_hex(6)))
+    except IntegrityError:  # another instance made it first: theirs is the one
+        pass
+    with engine.connect() as conn:
+        return str(
+            conn.execute(select(meta.c.value).where(meta.c.key == CLIENT_SECRET_KEY)).scalar_one()
+        )
 
 
 class Members:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
     Engine,
@@ -88,6 +89,17 @@ meta = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# The instance lease of an unsharded service (lease.py): one row, "service".
+lease = Table(
+    "rc_lease",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("owner", String(128), nullable=True),
+    Column("token", BigInteger, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("about", Text, nullable=False),
 )
 
 # APScheduler's own table (jobs.py declares it as SQLAlchemyJobStore does), so that job rows
