@@ -43,7 +43,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from recovery_coach.config import RateLimitConfig
+from recovery_coach.contract.config import RateLimitConfig
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from recovery_coach.shards import fair_share
+from recovery_coach.contract.shards import fair_share
 
 from bench.bench import BASE, HOST, LoadClient, Service, Store, log, midday_zone, workout
 from bench.peers import cpu_seconds

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from recovery_coach import coach
-from recovery_coach.local_time import night_around
-from recovery_coach.models import (
+from recovery_coach.core import coach
+from recovery_coach.core.local_time import night_around
+from recovery_coach.core.models import (
     CardioPlanned,
     DayStarted,
     Event,

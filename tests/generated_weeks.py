@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import strategies as st
-from recovery_coach.config import Config, parse_config
-from recovery_coach.simulate import simulate
+from recovery_coach.contract.config import Config, parse_config
+from recovery_coach.runtime.simulate import simulate
 
 ZONES = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe", "UTC"]
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import yaml
 from mosquitto import free_port
-from recovery_coach.addon import Supervisor, SupervisorError, service_config, write_addon_config
-from recovery_coach.config import load_config, parse_config
+from recovery_coach.cli.addon import Supervisor, SupervisorError, service_config, write_addon_config
+from recovery_coach.contract.config import load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "a-supervisor-token"
@@ -263,7 +263,7 @@ def test_the_add_on_is_watched_through_the_services_healthz() -> None:
     assert SUPERVISOR_WATCHDOG.fullmatch(addon["watchdog"])
     port = re.search(r"\[PORT:(\d+)\]", addon["watchdog"])
     assert port is not None
-    from recovery_coach.addon import WEB_PORT
+    from recovery_coach.cli.addon import WEB_PORT
 
     assert int(port.group(1)) == WEB_PORT
     assert addon["watchdog"].endswith("/healthz")

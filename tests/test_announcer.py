@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from recovery_coach.config import parse_config
-from recovery_coach.simulate import Simulation
-from recovery_coach.work import Connected, PubAck
+from recovery_coach.app.work import Connected, PubAck
+from recovery_coach.contract.config import parse_config
+from recovery_coach.runtime.simulate import Simulation
 from service_process import user_config
 
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)

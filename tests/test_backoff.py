@@ -3,7 +3,7 @@ wait share."""
 
 from __future__ import annotations
 
-from recovery_coach.backoff import Backoff
+from recovery_coach.core.backoff import Backoff
 
 
 def test_waits_double_up_to_the_cap_and_start_again_after_a_reset() -> None:

@@ -8,9 +8,9 @@ import pytest
 from core_builders import profile, run, sentences, t, workout
 from generated_weeks import replay, scenario
 from hypothesis import HealthCheck, given, settings
-from recovery_coach import coach
-from recovery_coach.config import Config
-from recovery_coach.models import (
+from recovery_coach.contract.config import Config
+from recovery_coach.core import coach
+from recovery_coach.core.models import (
     GymCheckin,
     GymCheckout,
     NudgeAcked,
@@ -19,7 +19,7 @@ from recovery_coach.models import (
     UserState,
     nudge_id_for,
 )
-from recovery_coach.rules import Context, Draft
+from recovery_coach.core.rules import Context, Draft
 
 P = profile()  # Berlin, wake 07:00, 8 h: the sleep window is 22:45 to 07:00
 EVENING = t("2026-03-02T18:00")
@@ -138,7 +138,7 @@ def test_checkout_without_workout_becomes_one_from_the_plan(
     row: str, plan: tuple[tuple[int, str], ...], day: str, focus: str | None, leg_day: bool
 ) -> None:
     r = run(profile(weekly_plan=plan), [checkin(f"{day}T17:00"), checkout(f"{day}T18:15")])
-    from recovery_coach.timeline import all_activities
+    from recovery_coach.core.timeline import all_activities
 
     (w,) = all_activities(r.profile, r.state)[0]
     assert (w.kind, w.focus, w.from_gym_visit) == ("strength", focus, True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from recovery_coach.cli import main
-from recovery_coach.config import ConfigError, load_config, parse_config
+from recovery_coach.contract.config import ConfigError, load_config, parse_config
 
 HERE = Path(__file__).parent
 CONTRACT_EXAMPLE = HERE / "configs" / "contract-example.yaml"

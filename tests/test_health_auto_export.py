@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from recovery_coach import health_auto_export as hae
-from recovery_coach.config import parse_config
-from recovery_coach.mqtt_link import Inbound
-from recovery_coach.simulate import Simulation
+from recovery_coach.contract import health_auto_export as hae
+from recovery_coach.contract.config import parse_config
+from recovery_coach.contract.transport import Inbound
+from recovery_coach.runtime.simulate import Simulation
 from service_process import user_config
 
 BASE = "recovery_coach"

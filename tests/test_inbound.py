@@ -11,10 +11,10 @@ import pytest
 from core_builders import MemoryRepository, profile
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from recovery_coach import coach
-from recovery_coach.inbound import MAX_BODY, Accepted, Refused, parse
-from recovery_coach.message_handler import MessageHandler
-from recovery_coach.models import (
+from recovery_coach.app.message_handler import MessageHandler
+from recovery_coach.contract.inbound import MAX_BODY, Accepted, Refused, parse
+from recovery_coach.core import coach
+from recovery_coach.core.models import (
     CardioPlanned,
     GymCheckin,
     GymCheckout,

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from apscheduler.job import Job
 from recovery_coach import jobs
+from recovery_coach.jobs import scheduler as job_scheduler
 from recovery_coach.store import make_engine
 
 
 def test_job_row_state_equals_apschedulers_own() -> None:
     engine = make_engine("sqlite://")
-    sched = jobs.Scheduler(engine)
+    sched = job_scheduler.Scheduler(engine)
     at = datetime(2030, 5, 1, 12, 30, tzinfo=UTC)
     row = sched._row("n1", "recovery_coach.jobs:fire_nudge", ["alex", "n1"], at,
                      timedelta(minutes=15), "protein for alex")  # fmt: skip
@@ -47,7 +48,7 @@ def test_fired_job_removals_are_batched_and_spare_a_job_written_again() -> None:
     from sqlalchemy import insert
 
     engine = make_engine("sqlite://")
-    sched = jobs.Scheduler(engine)
+    sched = job_scheduler.Scheduler(engine)
     store = sched.store
     past = datetime(2020, 1, 1, tzinfo=UTC)
     rows = [
@@ -113,7 +114,7 @@ def test_a_store_locked_by_another_process_over_a_due_time_does_not_stop_the_clo
 
     db = tmp_path / "coach.db"
     engine = make_engine(f"sqlite:///{db}")
-    sched = jobs.Scheduler(engine)
+    sched = job_scheduler.Scheduler(engine)
     now = datetime.now(UTC)
     rows = [
         sched._row(

@@ -9,7 +9,7 @@ import pytest
 from core_builders import profile
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from recovery_coach.local_time import (
+from recovery_coach.core.local_time import (
     bedtime_for,
     in_sleep_window,
     iso_week,

@@ -6,8 +6,8 @@ import socket
 import time
 
 from mosquitto import MosquittoBroker
-from recovery_coach.config import BrokerConfig
-from recovery_coach.mqtt_link import MqttLink
+from recovery_coach.contract.config import BrokerConfig
+from recovery_coach.mqtt.link import MqttLink
 from service_process import Recorder
 
 

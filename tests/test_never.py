@@ -14,9 +14,9 @@ from typing import Any
 
 from generated_weeks import replay, scenario
 from hypothesis import HealthCheck, given, settings
-from recovery_coach.config import Config
-from recovery_coach.local_time import night_around
-from recovery_coach.models import Profile
+from recovery_coach.contract.config import Config
+from recovery_coach.core.local_time import night_around
+from recovery_coach.core.models import Profile
 
 
 def text_of(n: dict[str, Any]) -> str:

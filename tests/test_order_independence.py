@@ -17,11 +17,11 @@ from typing import Any
 from generated_weeks import scenario
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from recovery_coach import coach
-from recovery_coach.config import Config
-from recovery_coach.local_time import night_around
-from recovery_coach.rules import SETTLE
-from recovery_coach.simulate import Simulation, read_events
+from recovery_coach.contract.config import Config
+from recovery_coach.core import coach
+from recovery_coach.core.local_time import night_around
+from recovery_coach.core.rules import SETTLE
+from recovery_coach.runtime.simulate import Simulation, read_events
 from test_never import activity_spans, awake_then
 
 CHECK = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pytest_mock import MockerFixture
-from recovery_coach.config import parse_config
-from recovery_coach.mqtt_link import Inbound
-from recovery_coach.simulate import Simulation
+from recovery_coach.contract.config import parse_config
+from recovery_coach.contract.transport import Inbound
+from recovery_coach.runtime.simulate import Simulation
 from recovery_coach.store import jobs
 from service_process import user_config
 from sqlalchemy import select

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from recovery_coach.config import RateLimitConfig
-from recovery_coach.rate_limit import REPORT_EVERY, RateLimiter
+from recovery_coach.app.rate_limit import REPORT_EVERY, RateLimiter
+from recovery_coach.contract.config import RateLimitConfig
 
 
 def test_a_burst_then_the_rate_and_each_user_has_their_own_bucket() -> None:

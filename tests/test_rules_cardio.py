@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from core_builders import Case, cardio, check_case, planned, t, workout
-from recovery_coach.models import WorkoutCompleted
+from recovery_coach.core.models import WorkoutCompleted
 
 NOON = t("2026-03-02T12:00")
 LEG_DAY = workout(NOON)
@@ -497,8 +497,8 @@ def test_r13_stays_silent_after_separation_advice_was_sent_even_once_its_draft_i
     from the leg day (R5); the run's time passed, so R5's draft was gone, and a gym visit
     an hour later brought R13's "get the cardio done soon" for a run planned that night."""
     from core_builders import profile, run
-    from recovery_coach import coach
-    from recovery_coach.models import GymCheckin, GymCheckout
+    from recovery_coach.core import coach
+    from recovery_coach.core.models import GymCheckin, GymCheckout
 
     p = profile(goal="endurance", running_experience="beginner")
     legs = workout(t("2026-03-06T12:00"), next_cardio=cardio(t("2026-03-06T12:01"), key=True))

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from core_builders import Case, check_case, profile, protein, run, soreness, t, workout
-from recovery_coach import coach
-from recovery_coach.rules import Context
+from recovery_coach.core import coach
+from recovery_coach.core.rules import Context
 
 EVENING = t("2026-03-02T18:00")
 LEG_DAY = workout(EVENING)

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from core_builders import day_started, hours_between, profile, run, t, workout
-from recovery_coach.rules import week_minutes
-from recovery_coach.timeline import all_activities
+from recovery_coach.core.rules import week_minutes
+from recovery_coach.core.timeline import all_activities
 
 # ------------------------------------------------------------------------- R9 bedtime
 

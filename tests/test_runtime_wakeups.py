@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_mock import MockerFixture
-from recovery_coach.config import BrokerConfig, parse_config
-from recovery_coach.mqtt_link import Inbound
-from recovery_coach.runtime import Service
+from recovery_coach.contract.config import BrokerConfig, parse_config
+from recovery_coach.contract.transport import Inbound
+from recovery_coach.runtime.service import Service
 from service_process import user_config
 
 
@@ -70,7 +70,7 @@ def test_a_retained_event_is_ignored_not_applied_at_every_reconnect(
     now = datetime.now(UTC)
     body = json.dumps({"grams": 25, "at": now.isoformat(), "event_id": "p1"}).encode()
     retained = Inbound(0, 0, "recovery_coach/alex/protein/logged", body, True)
-    warn = mocker.spy(logging.getLogger("recovery_coach.worker"), "warning")
+    warn = mocker.spy(logging.getLogger("recovery_coach.app.worker"), "warning")
     svc.worker.safely([retained])
     assert svc.repo.load("alex").protein == ()
     assert "retained" in warn.call_args.args[0]

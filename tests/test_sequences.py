@@ -15,8 +15,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from recovery_coach.config import parse_config
-from recovery_coach.simulate import simulate
+from recovery_coach.contract.config import parse_config
+from recovery_coach.runtime.simulate import simulate
 
 CHECK = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DAY = datetime.fromisoformat("2026-03-02T00:00:00+01:00")  # a Monday

@@ -31,25 +31,21 @@ from hypothesis import strategies as st
 from mosquitto import BrokerFactory, MosquittoBroker
 from paho.mqtt.enums import CallbackAPIVersion
 from postgres import new_database
-from recovery_coach import jobs
-from recovery_coach.config import ConfigError, parse_config
-from recovery_coach.jobs import JOBS_TABLE
-from recovery_coach.shards import (
+from recovery_coach.contract.config import ConfigError, parse_config
+from recovery_coach.contract.shards import (
     LEASE_S,
-    LIVE_INSTANCES,
-    SCHEMA,
-    Fence,
-    FencedError,
-    Leases,
     Shard,
     application_name,
     fair_share,
     rebalance,
     shard_of,
 )
+from recovery_coach.jobs import rows as job_rows
+from recovery_coach.jobs.rows import JOBS_TABLE, day_job_user
 from recovery_coach.store import Members, SqlRepository, make_engine
 from recovery_coach.store.reshard import ShardCountInUseError, reshard
 from recovery_coach.store.schema import jobs_table
+from recovery_coach.store.shard_leases import LIVE_INSTANCES, SCHEMA, Fence, FencedError, Leases
 from service_process import Recorder, ServiceProcess, user_config, workout
 from sqlalchemy import Engine, create_engine, insert, inspect, text
 
@@ -233,7 +229,7 @@ def test_a_new_shard_count_moves_every_job_to_its_users_shard_and_back(pg_url: s
     engine = make_engine(pg_url)
     users = [f"r{i:02d}" for i in range(40)]
     at = datetime.now(UTC) + timedelta(hours=1)
-    rows = [jobs.day_row(u, at) for u in users]
+    rows = [job_rows.day_row(u, at) for u in users]
     with engine.begin() as conn:
         conn.execute(
             insert(jobs_table(JOBS_TABLE)),
@@ -250,7 +246,7 @@ def test_a_new_shard_count_moves_every_job_to_its_users_shard_and_back(pg_url: s
                 1
                 for table, ids in before.items()
                 for job_id in ids
-                if Shard(shard_of(str(jobs.day_job_user(job_id)), count), count).jobs_table != table
+                if Shard(shard_of(str(day_job_user(job_id)), count), count).jobs_table != table
             )
             assert must_move > 0
             assert reshard(engine, count) == must_move
@@ -259,7 +255,7 @@ def test_a_new_shard_count_moves_every_job_to_its_users_shard_and_back(pg_url: s
             assert sum(len(ids) for ids in placed.values()) == len(every)  # none doubled
             for table, ids in placed.items():
                 for job_id in ids:
-                    user = jobs.day_job_user(job_id)
+                    user = job_rows.day_job_user(job_id)
                     assert user is not None
                     assert Shard(shard_of(user, count), count).jobs_table == table
             assert reshard(engine, count) == 0  # the count is remembered

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from core_builders import sentences
 from recovery_coach.cli import main
-from recovery_coach.config import load_config
-from recovery_coach.discovery import NUDGE_KINDS
-from recovery_coach.local_time import in_sleep_window
+from recovery_coach.contract.config import load_config
+from recovery_coach.contract.discovery import NUDGE_KINDS
+from recovery_coach.core.local_time import in_sleep_window
 
 HERE = Path(__file__).parent
 EVENTS = HERE / "events"

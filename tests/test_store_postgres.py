@@ -19,8 +19,8 @@ import psycopg
 import pytest
 from mosquitto import BrokerFactory
 from postgres import admin_engine, new_database
-from recovery_coach.jobs import JobRow
-from recovery_coach.models import UserState
+from recovery_coach.core.models import UserState
+from recovery_coach.jobs.rows import JobRow
 from recovery_coach.store import (
     EVENT_IDS_KEPT_S,
     NUDGES_KEPT_S,
@@ -263,7 +263,7 @@ def test_a_schema_1_store_is_read_and_marked_current_and_a_newer_one_is_refused(
     newer release is refused with the fix, not misread."""
     import pickle
 
-    from recovery_coach.models import Nudge
+    from recovery_coach.core.models import Nudge
     from recovery_coach.store import SCHEMA_VERSION, SchemaTooNewError, meta, migrate
 
     engine = make_engine(store_url)
@@ -351,8 +351,8 @@ def test_a_cancelled_nudge_planned_again_is_stored_and_scheduled_again(store_url
     under the same ids: they are pending again with their job (they used to be taken for
     'already sent' and silently never went out); a published one is never planned again.
     Found when `simulate` started to run the live worker and store."""
-    from recovery_coach.jobs import nudge_row
-    from recovery_coach.models import Nudge, UserState
+    from recovery_coach.core.models import Nudge, UserState
+    from recovery_coach.jobs.rows import nudge_row
 
     engine = make_engine(store_url)
     repo = SqlRepository(engine, {"again": profile_for("again")})

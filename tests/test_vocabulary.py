@@ -17,10 +17,10 @@ import pytest
 from core_builders import profile, run, t
 from hypothesis import given
 from hypothesis import strategies as st
-from recovery_coach import vocabulary
-from recovery_coach.inbound import Accepted, parse
-from recovery_coach.models import WorkoutCompleted
-from recovery_coach.vocabulary import LEG_GROUPS, read_focus, read_kind, read_muscle
+from recovery_coach.contract.inbound import Accepted, parse
+from recovery_coach.core import vocabulary
+from recovery_coach.core.models import WorkoutCompleted
+from recovery_coach.core.vocabulary import LEG_GROUPS, read_focus, read_kind, read_muscle
 
 # exercemus/exercises, exercises.json "muscle_groups" (its own grouping of its muscles).
 EXERCEMUS_GROUPS = {

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from mosquitto import MosquittoBroker, free_port
-from recovery_coach.config import WebConfig
-from recovery_coach.web import WebServer
+from recovery_coach.contract.config import WebConfig
+from recovery_coach.runtime.web import WebServer
 from service_process import ServiceProcess, user_config
 
 

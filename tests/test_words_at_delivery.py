@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 
 from generated_weeks import scenario
 from hypothesis import HealthCheck, given, settings
-from recovery_coach.config import Config, parse_config
-from recovery_coach.local_time import day_word, iso_week, local_date
-from recovery_coach.simulate import Simulation, read_events
+from recovery_coach.contract.config import Config, parse_config
+from recovery_coach.core.local_time import day_word, iso_week, local_date
+from recovery_coach.runtime.simulate import Simulation, read_events
 
 CHECK = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DAY_CLOCK = re.compile(

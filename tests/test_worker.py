@@ -10,12 +10,12 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 from pytest_mock import MockerFixture
-from recovery_coach.announcer import MAX_HOLD_S, STATE_EVERY_S
-from recovery_coach.config import parse_config
-from recovery_coach.mqtt_link import Inbound
-from recovery_coach.simulate import Simulation
+from recovery_coach.app.announcer import MAX_HOLD_S, STATE_EVERY_S
+from recovery_coach.app.work import DayStart
+from recovery_coach.contract.config import parse_config
+from recovery_coach.contract.transport import Inbound
+from recovery_coach.runtime.simulate import Simulation
 from recovery_coach.store import PENDING, PUBLISHED
-from recovery_coach.work import DayStart
 from service_process import user_config
 from sqlalchemy.exc import OperationalError
 

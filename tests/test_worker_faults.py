@@ -17,9 +17,9 @@ import pytest
 from mosquitto import MosquittoBroker
 from paho.mqtt.enums import CallbackAPIVersion
 from pytest_mock import MockerFixture
-from recovery_coach import coach
-from recovery_coach.config import BrokerConfig, parse_config
-from recovery_coach.runtime import Service
+from recovery_coach.contract.config import BrokerConfig, parse_config
+from recovery_coach.core import coach
+from recovery_coach.runtime.service import Service
 from service_process import Recorder, user_config, workout
 
 BASE = f"rc_worker_{uuid.uuid4().hex[:6]}"  # this module's own topics on the shared broker

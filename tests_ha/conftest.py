@@ -31,15 +31,17 @@ def auto_mock_hass_config(mock_hass_config: None) -> None:
 
 
 def load_service_discovery() -> ModuleType:
-    """Import the service's discovery module as the service does, `recovery_coach.discovery`.
+    """Import the service's discovery module as the service does,
+    `recovery_coach.contract.discovery`.
 
-    It and what it imports (the package's __init__ and models.py) are standard library
-    only, so the service's dependencies never have to install in the HA venv.
+    It and what it imports (the packages' __init__ files, core/models.py and
+    core/vocabulary.py) are standard library only, so the service's dependencies never
+    have to install in the HA venv.
     """
     service_dir = str(REPO_ROOT / "service")
     if service_dir not in sys.path:
         sys.path.insert(0, service_dir)
-    return importlib.import_module("recovery_coach.discovery")
+    return importlib.import_module("recovery_coach.contract.discovery")
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,10 @@ in one SQLAlchemy engine (SQLite by default, any URL by config).
 - queries.py: the shell's reads, and the start-up writes of who the users are.
 """
 
-from .checkpoint import Checkpointer
-from .queries import Members, Queries, client_secret
-from .repository import SqlRepository
-from .schema import (
+from recovery_coach.store.checkpoint import Checkpointer
+from recovery_coach.store.queries import Members, Queries, client_secret
+from recovery_coach.store.repository import SqlRepository
+from recovery_coach.store.schema import (
     CANCELLED,
     EVENT_IDS_KEPT_S,
     EXPIRED,
@@ -35,7 +35,7 @@ from .schema import (
     user_states,
     users,
 )
-from .unit_of_work import UnitOfWork
+from recovery_coach.store.unit_of_work import UnitOfWork
 
 __all__ = [
     "CANCELLED",

@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Connection, Engine, text
 
-from ..shards import HEARTBEAT_S, LEASE_S, FencedError
+from recovery_coach.contract.shards import HEARTBEAT_S, LEASE_S
+from recovery_coach.store.shard_leases import FencedError
 
 if TYPE_CHECKING:
-    from .sql import RawSql
+    from recovery_coach.store.sql import RawSql
 
 log = logging.getLogger(__name__)
 

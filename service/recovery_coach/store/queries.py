@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..jobs import DAY_PREFIX, day_job_user, day_jobs_of
-from ..models import Nudge
-from ..shards import WHOLE, Shard
-from .schema import (
+from recovery_coach.contract.shards import WHOLE, Shard
+from recovery_coach.core.models import Nudge
+from recovery_coach.jobs.rows import DAY_PREFIX, day_job_user, day_jobs_of
+from recovery_coach.store.schema import (
     CANCELLED,
     PENDING,
     OutboxRow,
@@ -26,7 +26,7 @@ from .schema import (
     profiles,
     users,
 )
-from .sql import RawSql
+from recovery_coach.store.sql import RawSql
 
 
 class Queries:

@@ -8,13 +8,13 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from ..models import Nudge, Profile, UserState
-from ..shards import WHOLE, Shard
-from .checkpoint import Checkpointer
-from .queries import Queries
-from .schema import decode_state
-from .sql import CHUNK, RawSql, marks
-from .unit_of_work import UnitOfWork
+from recovery_coach.contract.shards import WHOLE, Shard
+from recovery_coach.core.models import Nudge, Profile, UserState
+from recovery_coach.store.checkpoint import Checkpointer
+from recovery_coach.store.queries import Queries
+from recovery_coach.store.schema import decode_state
+from recovery_coach.store.sql import CHUNK, RawSql, marks
+from recovery_coach.store.unit_of_work import UnitOfWork
 
 
 class SqlRepository:

@@ -13,9 +13,10 @@ import logging
 
 from sqlalchemy import Connection, Engine, delete, insert, inspect, select, text
 
-from ..jobs import JOBS_TABLE, job_args
-from ..shards import LIVE_INSTANCES, LOCK_SPACE, SCHEMA_LOCK, Shard, shard_of
-from .schema import jobs_table, meta
+from recovery_coach.contract.shards import LOCK_SPACE, SCHEMA_LOCK, Shard, shard_of
+from recovery_coach.jobs.rows import JOBS_TABLE, job_args
+from recovery_coach.store.schema import jobs_table, meta
+from recovery_coach.store.shard_leases import LIVE_INSTANCES
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from ..jobs import job_table
-from ..models import Nudge, UserState
-from ..shards import LOCK_SPACE, SCHEMA_LOCK
+from recovery_coach.contract.shards import LOCK_SPACE, SCHEMA_LOCK
+from recovery_coach.core.models import Nudge, UserState
+from recovery_coach.jobs.rows import job_table
 
 metadata = MetaData()
 

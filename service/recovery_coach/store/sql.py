@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from .checkpoint import Checkpointer
+from recovery_coach.store.checkpoint import Checkpointer
 
 CHUNK = 400  # ids per IN (...) list: well under SQLite's 999 bound parameters
 

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..jobs import JOBS_TABLE, JobRow, day_jobs_of, is_day_job
-from ..models import Nudge, Profile, UserState
-from .schema import (
+from recovery_coach.core.models import Nudge, Profile, UserState
+from recovery_coach.jobs.rows import JOBS_TABLE, JobRow, day_jobs_of, is_day_job
+from recovery_coach.store.schema import (
     CANCELLED,
     EVENT_IDS_KEPT_S,
     EXPIRED,
@@ -26,7 +26,7 @@ from .schema import (
     encode_state,
     ts,
 )
-from .sql import RawSql
+from recovery_coach.store.sql import RawSql
 
 
 class UnitOfWork:
