@@ -31,6 +31,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from faults import SqliteLock, end_connections
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
@@ -262,6 +263,8 @@ def _world(tmp: Path, factory: BrokerFactory, kind: str) -> Iterator[Run]:
         yield run
 
 
+# A schedule takes 10 s or so, at most about a minute: the whole run gets that per schedule.
+@pytest.mark.timeout(60 + 90 * EXAMPLES)
 def test_generated_fault_schedules(tmp_path: Path, mosquitto_factory: BrokerFactory) -> None:
     print(f"\ngenerated faults: seed {SEED}, {EXAMPLES} schedule(s) (RC_FAULT_SEED={SEED})")
     ran: list[str] = []
@@ -294,7 +297,7 @@ def test_generated_fault_schedules(tmp_path: Path, mosquitto_factory: BrokerFact
 
     try:
         schedule()
-    except Exception:
-        print(f"generated faults FAILED with seed {SEED}: RC_FAULT_SEED={SEED} reruns it")
+    except Exception as exc:
+        exc.add_note(f"generated faults: seed {SEED}; RC_FAULT_SEED={SEED} reruns it")
         raise
     assert len(ran) >= 1

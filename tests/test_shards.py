@@ -116,7 +116,7 @@ def test_a_user_shard_is_the_same_in_another_process() -> None:
     users = [f"user{i}" for i in range(200)]
     here = [shard_of(u, 16) for u in users]
     code = (
-        "import json,sys; from recovery_coach.shards import shard_of; "
+        "import json,sys; from recovery_coach.contract.shards import shard_of; "
         "print(json.dumps([shard_of(u, 16) for u in json.loads(sys.argv[1])]))"
     )
     there = subprocess.run(
