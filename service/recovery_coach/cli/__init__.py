@@ -85,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from recovery_coach.cli.status import print_status
+    from recovery_coach.mqtt.status import print_status
 
     cfg = _load(args.config)
     if cfg is None:
@@ -94,7 +94,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_publish_example(args: argparse.Namespace) -> int:
-    from recovery_coach.cli.status import publish_example
+    from recovery_coach.mqtt.status import publish_example
 
     cfg = _load(args.config)
     if cfg is None:
