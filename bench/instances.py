@@ -21,7 +21,17 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from recovery_coach.contract.shards import fair_share
 
-from bench.bench import BASE, HOST, LoadClient, Service, Store, log, midday_zone, workout
+from bench.harness import (
+    BASE,
+    HOST,
+    LoadClient,
+    Service,
+    Store,
+    log,
+    midday_zone,
+    store_rows,
+    workout,
+)
 from bench.peers import cpu_seconds
 
 SHARDS = 16
@@ -53,8 +63,6 @@ class ShardStatus:
 
 
 def _owners(url: str) -> dict[str, int]:
-    from bench.bench import store_rows
-
     try:
         rows = store_rows(url, "select owner, count(*) from rc_shards group by owner")
     except Exception:  # the first instance has not made the table yet

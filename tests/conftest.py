@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,11 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-# tests/ is not a package: make `from mosquitto import MosquittoBroker` work in
-# every test module, whatever pytest's rootdir and import mode.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from mosquitto import BrokerFactory, MosquittoBroker, close_all
+from tests.support.mosquitto import BrokerFactory, MosquittoBroker, close_all
 
 # Speed is bench/'s business: hypothesis's per-example deadline is a timed assertion, and a
 # busy CI machine (or a first call that imports and caches) trips it without any bug.

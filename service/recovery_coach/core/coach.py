@@ -41,15 +41,11 @@ from recovery_coach.core.models import (
     WorkoutCompleted,
     nudge_id_for,
 )
-from recovery_coach.core.rules import (
-    SNOOZED_BEDTIME,
-    Context,
-    Draft,
-    apply_rules,
-    protein_figures,
-    r1_cooldown,
-    zone2_minutes_now,
-)
+from recovery_coach.core.rules import apply_rules
+from recovery_coach.core.rules.after_workout import r1_cooldown
+from recovery_coach.core.rules.context import Context, Draft
+from recovery_coach.core.rules.protein import protein_figures
+from recovery_coach.core.rules.zone2 import SNOOZED_BEDTIME, zone2_minutes_now
 
 HISTORY = timedelta(days=21)  # the timeline the rules read: R10's week, R12's streaks
 MAX_FACTS = 200  # per kind of fact in a user's state (21 days of 9 workouts a day)
